@@ -1,0 +1,87 @@
+"""The exception tree of ocibuild.
+
+Every error a user can cause or meet derives from :class:`OcibuildError`; the CLI
+turns it into ``error: <message>`` and exit code 1, with no traceback::
+
+    OcibuildError
+    ├── ManifestError        a manifest (or base definition) is malformed: file, line, field
+    ├── InputError           a file, directory or tarball named by the user is unusable
+    │   └── UnsafePathError  a path would land outside the image root
+    ├── ImageError           an image tarball / layout is invalid or inconsistent
+    ├── DigestMismatchError  downloaded or read bytes do not match their digest
+    ├── RegistryError        the registry refused a request (status, codes, redacted URL)
+    ├── DebianError          the Debian archive, a lock file or a .deb is unusable
+    ├── FreezeError          PyInstaller (or pip in its venv) failed
+    ├── ClosureError         an ELF file needs a library that the image does not hold
+    └── SupplyChainError     signing, verification, SBOM or audit failed
+"""
+
+from __future__ import annotations
+
+
+class OcibuildError(Exception):
+    """Root of every error ocibuild raises on purpose."""
+
+
+class ManifestError(OcibuildError):
+    """A manifest is malformed. The message names file, line and field path."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
+                 field: str | None = None) -> None:
+        self.file, self.line, self.field, self.detail = file, line, field, message
+        where = ""
+        if file:
+            where = f"{file}:{line}: " if line else f"{file}: "
+        super().__init__(f"{where}{field + ': ' if field else ''}{message}")
+
+
+class InputError(OcibuildError):
+    """A file or directory named by the user is missing or unusable."""
+
+
+class UnsafePathError(InputError):
+    """A path would escape the image root (``..``, absolute symlink tricks)."""
+
+
+class ImageError(OcibuildError):
+    """An image tarball, layout or blob is invalid or inconsistent."""
+
+
+class DigestMismatchError(OcibuildError):
+    """Bytes do not match the digest (or size) they were announced with."""
+
+    def __init__(self, what: str, expected: str, actual: str) -> None:
+        self.expected, self.actual = expected, actual
+        super().__init__(f"{what}: digest mismatch: expected {expected}, got {actual}")
+
+
+class RegistryError(OcibuildError):
+    """A registry answered with an error, or could not be reached.
+
+    ``status`` is the HTTP status (None when no answer came), ``codes`` the
+    registry's error codes, ``url`` has credentials and query strings removed,
+    and ``temporary`` says whether retrying later may help.
+    """
+
+    def __init__(self, message: str, *, status: int | None = None,
+                 codes: tuple[str, ...] = (), method: str | None = None,
+                 url: str | None = None, temporary: bool = False) -> None:
+        self.status, self.codes, self.method, self.url = status, codes, method, url
+        self.temporary = temporary
+        super().__init__(message)
+
+
+class DebianError(OcibuildError):
+    """The Debian archive, a lock file or a .deb package is unusable."""
+
+
+class FreezeError(OcibuildError):
+    """Freezing a Python app (venv, pip, PyInstaller) failed."""
+
+
+class ClosureError(OcibuildError):
+    """An ELF file in the image needs a shared library the image does not have."""
+
+
+class SupplyChainError(OcibuildError):
+    """Signing, verification, SBOM generation or audit failed."""

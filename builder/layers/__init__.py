@@ -1,0 +1,1 @@
+"""Layer contents, the deterministic tar writer, compression and layer blobs."""

@@ -1,0 +1,112 @@
+"""What a layer holds, before it becomes a tar: a list of :class:`Entry`.
+
+Every source (plain files, a ``.deb``, a PyInstaller bundle, host libraries)
+produces entries; only :mod:`builder.layers.tarwriter` turns them into bytes,
+so determinism (order, mtimes, owners, modes) is decided in one place.
+
+Paths are *image paths*: absolute, POSIX, normalized (``/app/model.joblib``),
+checked with :func:`image_path` so none can escape the image root.
+"""
+
+from __future__ import annotations
+
+import enum
+import posixpath
+from dataclasses import dataclass
+from typing import BinaryIO, Callable
+
+from ..errors import UnsafePathError
+
+Opener = Callable[[], BinaryIO]
+"""A callable returning a fresh binary stream of a file's content."""
+
+
+class Kind(enum.Enum):
+    FILE = "file"
+    DIR = "dir"
+    SYMLINK = "symlink"
+    HARDLINK = "hardlink"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One member of a layer.
+
+    ``mode`` holds permission bits including setuid/setgid/sticky (``0o7777``).
+    ``opener`` and ``size`` describe a FILE's content. ``target`` is a symlink's
+    target (kept as written) or a HARDLINK's image path. ``link_key`` lets the
+    tar writer store hard links once: FILE entries with the same non-None key
+    (e.g. ``(st_dev, st_ino)``) become one file plus hard links to it.
+    """
+
+    path: str
+    kind: Kind
+    mode: int
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    opener: Opener | None = None
+    target: str = ""
+    link_key: object | None = None
+
+    @staticmethod
+    def file(path: str, opener: Opener, size: int, mode: int = 0o644, uid: int = 0,
+             gid: int = 0, link_key: object | None = None) -> "Entry":
+        return Entry(image_path(path), Kind.FILE, mode, uid, gid, size, opener,
+                     link_key=link_key)
+
+    @staticmethod
+    def directory(path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> "Entry":
+        return Entry(image_path(path), Kind.DIR, mode, uid, gid)
+
+    @staticmethod
+    def symlink(path: str, target: str, uid: int = 0, gid: int = 0) -> "Entry":
+        path = image_path(path)
+        check_symlink_target(path, target)
+        return Entry(path, Kind.SYMLINK, 0o777, uid, gid, target=target)
+
+    @staticmethod
+    def bytes_file(path: str, data: bytes, mode: int = 0o644, uid: int = 0,
+                   gid: int = 0) -> "Entry":
+        """A small generated file (``/etc/passwd``, a status stanza)."""
+        import io
+        return Entry.file(path, lambda: io.BytesIO(data), len(data), mode, uid, gid)
+
+
+def image_path(path: str) -> str:
+    """Normalize ``path`` to an absolute image path; refuse anything escaping ``/``.
+
+    ``app/x`` and ``/app/./x`` both give ``/app/x``; ``/../etc`` or ``a/../../b``
+    raise :class:`UnsafePathError`. NUL bytes and empty paths are refused too.
+    """
+    if not isinstance(path, str) or not path or "\x00" in path:
+        raise UnsafePathError(f"invalid path {path!r}")
+    depth = 0
+    parts: list[str] = []
+    for part in path.split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise UnsafePathError(f"path {path!r} escapes the image root")
+            parts.pop()
+        else:
+            depth += 1
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def check_symlink_target(link_path: str, target: str) -> None:
+    """Refuse a relative symlink target that climbs above ``/``.
+
+    Absolute targets are resolved inside the container's root by the runtime and
+    are fine; ``/app/l -> ../../../etc`` climbs past ``/`` and is refused, because
+    tools that extract layers on a host (umoci, tar) could follow it out.
+    """
+    if not target or "\x00" in target:
+        raise UnsafePathError(f"symlink {link_path}: invalid target {target!r}")
+    if target.startswith("/"):
+        image_path(target)
+        return
+    image_path(posixpath.join(posixpath.dirname(link_path), target))

@@ -1,0 +1,151 @@
+"""Images as values: a config plus an ordered tuple of layers.
+
+An :class:`Image` only answers reads (config bytes, manifest bytes, digests);
+edits are functions that return a new image (:func:`append_layers`,
+:func:`with_config`). Layer bytes are never held here: a :class:`Layer` carries
+an opener returning a fresh stream of its compressed blob.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO, Callable
+
+from .types import Descriptor, MediaType, Platform, canonical_json, sha256_digest
+
+BlobOpener = Callable[[], BinaryIO]
+
+
+@dataclass(frozen=True)
+class Layer:
+    """A finished layer blob: descriptor of the compressed bytes, diff_id of the tar.
+
+    ``history`` is the config history entry for this layer (``created_by`` etc.),
+    ``uncompressed_size`` is None when unknown (e.g. a pulled layer).
+    """
+
+    descriptor: Descriptor
+    diff_id: str
+    opener: BlobOpener = field(compare=False, repr=False)
+    history: dict[str, Any] = field(default_factory=dict, compare=False)
+    uncompressed_size: int | None = field(default=None, compare=False)
+    name: str = field(default="", compare=False)
+    file_count: int | None = field(default=None, compare=False)
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor.digest
+
+    @property
+    def size(self) -> int:
+        return self.descriptor.size
+
+    @property
+    def media_type(self) -> str:
+        return str(getattr(self.descriptor.media_type, "value", self.descriptor.media_type))
+
+
+@dataclass(frozen=True)
+class Image:
+    """An OCI image: its config JSON object and its layers, bottom first."""
+
+    config: dict[str, Any]
+    layers: tuple[Layer, ...] = ()
+    manifest_annotations: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def config_bytes(self) -> bytes:
+        return canonical_json(self.config)
+
+    @property
+    def config_descriptor(self) -> Descriptor:
+        data = self.config_bytes
+        return Descriptor(MediaType.OCI_CONFIG.value, sha256_digest(data), len(data))
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schemaVersion": 2,
+            "mediaType": MediaType.OCI_MANIFEST.value,
+            "config": self.config_descriptor.to_json(),
+            "layers": [layer.descriptor.to_json() for layer in self.layers],
+        }
+        if self.manifest_annotations:
+            out["annotations"] = dict(self.manifest_annotations)
+        return out
+
+    @property
+    def manifest_bytes(self) -> bytes:
+        return canonical_json(self.manifest)
+
+    @property
+    def digest(self) -> str:
+        """The image's identity: the digest of its manifest."""
+        return sha256_digest(self.manifest_bytes)
+
+    @property
+    def platform(self) -> Platform:
+        return Platform(self.config.get("os", "linux"), self.config.get("architecture", "amd64"),
+                        self.config.get("variant"))
+
+    def manifest_descriptor(self, annotations: dict[str, str] | None = None) -> Descriptor:
+        data = self.manifest_bytes
+        return Descriptor(MediaType.OCI_MANIFEST.value, sha256_digest(data), len(data),
+                          annotations or {}, self.platform)
+
+    @property
+    def compressed_size(self) -> int:
+        return sum(layer.size for layer in self.layers)
+
+    @property
+    def uncompressed_size(self) -> int | None:
+        sizes = [layer.uncompressed_size for layer in self.layers]
+        return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[misc]
+
+
+def empty_image(platform: Platform, created: str) -> Image:
+    """The scratch image: no layers, a config with only platform and rootfs."""
+    config = {
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "created": created,
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [],
+    }
+    if platform.variant:
+        config["variant"] = platform.variant
+    return Image(config)
+
+
+def append_layers(image: Image, *layers: Layer) -> Image:
+    """A new image with ``layers`` on top; diff_ids and history follow."""
+    config = copy.deepcopy(image.config)
+    config.setdefault("rootfs", {"type": "layers", "diff_ids": []})
+    config["rootfs"]["diff_ids"] = list(config["rootfs"].get("diff_ids", [])) + [
+        layer.diff_id for layer in layers]
+    history = list(config.get("history") or [])
+    for layer in layers:
+        entry = dict(layer.history)
+        entry.setdefault("created", config.get("created", "1970-01-01T00:00:00Z"))
+        history.append(entry)
+    config["history"] = history
+    return replace(image, config=config, layers=image.layers + tuple(layers))
+
+
+def with_config(image: Image, **runtime: Any) -> Image:
+    """A new image whose runtime config (``config.config``) has ``runtime`` set.
+
+    Keys use the OCI JSON names (``User``, ``Entrypoint``, ``Env`` …); a value of
+    None removes the key.
+    """
+    config = copy.deepcopy(image.config)
+    inner = dict(config.get("config") or {})
+    for key, value in runtime.items():
+        if value is None:
+            inner.pop(key, None)
+        else:
+            inner[key] = value
+    config["config"] = inner
+    return replace(image, config=config)

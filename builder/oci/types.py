@@ -1,0 +1,123 @@
+"""OCI media types, digests, descriptors and canonical JSON."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ImageError
+
+
+class MediaType(str, enum.Enum):
+    OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+    OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+    OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+    OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+    OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+    OCI_LAYER_ZSTD = "application/vnd.oci.image.layer.v1.tar+zstd"
+    DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+    DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+    DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+    DOCKER_LAYER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    DOCKER_FOREIGN_LAYER = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+
+    def is_index(self) -> bool:
+        return self in (MediaType.OCI_INDEX, MediaType.DOCKER_MANIFEST_LIST)
+
+    def is_manifest(self) -> bool:
+        return self in (MediaType.OCI_MANIFEST, MediaType.DOCKER_MANIFEST)
+
+    def is_layer(self) -> bool:
+        return self in (MediaType.OCI_LAYER, MediaType.OCI_LAYER_GZIP,
+                        MediaType.OCI_LAYER_ZSTD, MediaType.DOCKER_LAYER_GZIP,
+                        MediaType.DOCKER_FOREIGN_LAYER)
+
+    @property
+    def compression(self) -> str:
+        """``gzip``, ``zstd`` or ``none`` for a layer media type."""
+        if self in (MediaType.OCI_LAYER_GZIP, MediaType.DOCKER_LAYER_GZIP,
+                    MediaType.DOCKER_FOREIGN_LAYER):
+            return "gzip"
+        if self is MediaType.OCI_LAYER_ZSTD:
+            return "zstd"
+        return "none"
+
+
+_DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+
+
+def check_digest(digest: str, what: str = "digest") -> str:
+    """Return ``digest`` if it is a well-formed ``sha256:<64 hex>``; raise otherwise."""
+    if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+        raise ImageError(f"{what}: {digest!r} is not a sha256 digest")
+    return digest
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(obj: Any) -> bytes:
+    """The one function that turns configs, manifests and indexes into bytes.
+
+    Sorted keys, no insignificant whitespace, UTF-8: the same object always gives
+    the same bytes, so the same digest.
+    """
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Platform:
+    os: str = "linux"
+    architecture: str = "amd64"
+    variant: str | None = None
+
+    @staticmethod
+    def parse(text: str) -> "Platform":
+        parts = text.split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"{text!r} is not os/arch[/variant]")
+        return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
+
+    def to_json(self) -> dict[str, str]:
+        out = {"architecture": self.architecture, "os": self.os}
+        if self.variant:
+            out["variant"] = self.variant
+        return out
+
+    def __str__(self) -> str:
+        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+    annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    platform: Platform | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mediaType": str(getattr(self.media_type, "value", self.media_type)),
+                               "digest": self.digest, "size": self.size}
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        if self.platform:
+            out["platform"] = self.platform.to_json()
+        return out
+
+    @staticmethod
+    def from_json(obj: dict[str, Any]) -> "Descriptor":
+        try:
+            plat = obj.get("platform")
+            return Descriptor(obj["mediaType"], check_digest(obj["digest"]), int(obj["size"]),
+                              dict(obj.get("annotations") or {}),
+                              Platform(plat["os"], plat["architecture"], plat.get("variant"))
+                              if plat else None)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ImageError(f"malformed descriptor {obj!r}: {e}") from e

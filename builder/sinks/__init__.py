@@ -1,0 +1,1 @@
+"""Sinks take a finished image: OCI/docker tarball, layout directory, registry."""

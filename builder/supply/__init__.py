@@ -1,0 +1,1 @@
+"""Readers of finished images: signing, verification, SBOM, audit."""

@@ -1,0 +1,168 @@
+"""Strict YAML reading with file:line:field errors.
+
+``load(path)`` returns a tree of :class:`Node` (value + line + dotted field path);
+:class:`Fields` reads one mapping strictly: each key is taken once, typed, and
+``done()`` reports any key nobody asked for. Used by the image manifest and by
+base-image definitions, so both give errors like::
+
+    iris.yaml:14: layers[1].files[0].mode: "0999" is not an octal file mode
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import yaml
+
+from .errors import ManifestError
+
+T = TypeVar("T")
+
+
+@dataclass
+class Node:
+    value: Any          # dict[str, Node] | list[Node] | str | int | float | bool | None
+    line: int
+    path: str           # dotted field path, "" for the document root
+    file: str
+
+    def error(self, message: str) -> ManifestError:
+        return ManifestError(message, file=self.file, line=self.line, field=self.path or None)
+
+    @property
+    def plain(self) -> Any:
+        """The value with all Node wrappers removed."""
+        if isinstance(self.value, dict):
+            return {k: v.plain for k, v in self.value.items()}
+        if isinstance(self.value, list):
+            return [v.plain for v in self.value]
+        return self.value
+
+    def as_type(self, kind: type | tuple[type, ...], what: str) -> Any:
+        ok = isinstance(self.value, kind) and not (
+            isinstance(self.value, bool) and kind in (int, float, (int, float)))
+        if not ok:
+            raise self.error(f"expected {what}, got {_describe(self.value)}")
+        return self.value
+
+    def str(self) -> str:
+        return self.as_type(str, "a string")
+
+    def mapping(self) -> "Fields":
+        self.as_type(dict, "a mapping")
+        return Fields(self)
+
+    def list(self) -> list["Node"]:
+        return self.as_type(list, "a list")
+
+    def str_list(self) -> tuple[str, ...]:
+        return tuple(item.str() for item in self.list())
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _child_path(parent: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else key
+
+
+def load(path: Path, display: str | None = None) -> Node:
+    """Parse ``path`` into a :class:`Node` tree; YAML errors name file and line."""
+    name = display or str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ManifestError("file not found", file=name) from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ManifestError(f"cannot read: {e}", file=name) from e
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else None
+        raise ManifestError(f"invalid YAML: {e.problem or e}", file=name, line=line) from e
+    except yaml.YAMLError as e:
+        raise ManifestError(f"invalid YAML: {e}", file=name) from e
+    if root is None:
+        raise ManifestError("the file is empty", file=name, line=1)
+    return _convert(root, "", name)
+
+
+_constructor = yaml.SafeLoader("")
+
+
+def _convert(node: yaml.Node, path: str, file: str) -> Node:
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        _constructor.flatten_mapping(node)
+        out: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            key = _constructor.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                raise ManifestError(f"keys must be strings, got {key!r}", file=file,
+                                    line=key_node.start_mark.line + 1, field=path or None)
+            child = _child_path(path, key)
+            if key in out:
+                raise ManifestError("duplicate key", file=file,
+                                    line=key_node.start_mark.line + 1, field=child)
+            out[key] = _convert(value_node, child, file)
+        return Node(out, line, path, file)
+    if isinstance(node, yaml.SequenceNode):
+        return Node([_convert(item, _child_path(path, i), file)
+                     for i, item in enumerate(node.value)], line, path, file)
+    return Node(_constructor.construct_object(node, deep=True), line, path, file)
+
+
+class Fields:
+    """Strict reader of one YAML mapping: typed getters plus an unknown-key check."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._items: dict[str, Node] = node.value
+        self._taken: set[str] = set()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._items
+
+    def keys(self) -> list[str]:
+        return list(self._items)
+
+    def get(self, key: str) -> Node | None:
+        self._taken.add(key)
+        return self._items.get(key)
+
+    def required(self, key: str) -> Node:
+        node = self.get(key)
+        if node is None or node.value is None:
+            raise ManifestError("is required", file=self.node.file, line=self.node.line,
+                                field=_child_path(self.node.path, key))
+        return node
+
+    def optional(self, key: str, convert: Callable[[Node], T], default: T) -> T:
+        node = self.get(key)
+        if node is None:
+            return default
+        return convert(node)
+
+    def done(self, allowed_hint: str | None = None) -> None:
+        """Raise on the first key that no getter asked for."""
+        for key, node in self._items.items():
+            if key not in self._taken:
+                known = sorted(self._taken)
+                hint = allowed_hint or (", ".join(known) if known else "none")
+                raise ManifestError(f"unknown key (known keys here: {hint})",
+                                    file=node.file, line=node.line,
+                                    field=_child_path(self.node.path, key))

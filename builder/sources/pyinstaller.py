@@ -1,0 +1,381 @@
+"""Freeze a Python app with PyInstaller in an isolated, cached build environment.
+
+The flow is ``options -> venv (cached) -> PyInstaller run (cached) -> dist dir``;
+:func:`bundle_entries` then turns the dist dir into layer entries. Two caches live
+under ``cache_dir``, both written to a temporary name and renamed into place, so a
+crash never leaves a half-written entry where a complete one is expected::
+
+    cache_dir/venv/<venv key>/    python -m venv + pip install requirements + pyinstaller
+    cache_dir/dist/<dist key>/    the PyInstaller output (onedir folder or onefile binary)
+
+The venv key hashes the Python version, the requirements file's bytes and the
+PyInstaller pins. The dist key hashes the venv key, every file of the entry
+script's directory (path and content: mtimes do not count), and the options. A
+cache hit runs neither pip nor PyInstaller. Processes are started through
+``runner`` (shaped like :func:`subprocess.run`) so tests can count them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import FreezeError, InputError
+from ..layers.entries import Entry
+
+PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.9")
+"""What is installed next to the app's requirements; part of every cache key."""
+
+MODES = ("onedir", "onefile")
+_KEY_VERSION = "1"  # bump when the layout or the PyInstaller command line changes
+_SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".venv", "venv", "build", "dist",
+              ".mypy_cache", ".pytest_cache"}
+_LOG_TAIL_LINES = 40
+
+Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PyInstallerOptions:
+    """What the manifest's ``pyinstaller:`` layer says; paths are absolute.
+
+    ``entry``: Required. The app's main script; its directory is the source tree.
+    ``requirements``: Optional. A pip requirements file installed into the venv.
+    ``hidden_imports`` / ``collect_data`` / ``collect_submodules`` / ``collect_all`` /
+    ``excludes``: Optional. Module names passed to PyInstaller's options of the same
+    name (``excludes`` is ``--exclude-module``).
+    ``strip``: Optional, default True. Strip symbols from collected binaries.
+    ``mode``: Optional, ``onedir`` (default) or ``onefile``.
+    ``extra_args``: Optional. More PyInstaller arguments, passed as they are.
+    ``python``: Optional. The interpreter that builds the venv (default: ocibuild's own).
+    """
+
+    entry: Path
+    requirements: Path | None = None
+    hidden_imports: tuple[str, ...] = ()
+    collect_data: tuple[str, ...] = ()
+    collect_submodules: tuple[str, ...] = ()
+    collect_all: tuple[str, ...] = ()
+    excludes: tuple[str, ...] = ()
+    strip: bool = True
+    mode: str = "onedir"
+    extra_args: tuple[str, ...] = ()
+    python: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The executable's name: the entry script's stem (``app.py`` -> ``app``)."""
+        return self.entry.stem
+
+
+@dataclass(frozen=True)
+class FrozenApp:
+    """A finished freeze.
+
+    ``dist_dir`` holds what goes under the layer's ``dest``: for onedir the
+    executable plus ``_internal/``, for onefile the single executable.
+    ``library_dirs`` are the dirs (relative to ``dist_dir``) that PyInstaller's
+    bootloader puts on the loader's search path at run time; the library closure
+    needs them to resolve what the bundle's own ``.so`` files link to.
+    """
+
+    dist_dir: Path
+    executable: str
+    cached: bool
+    key: str
+    library_dirs: tuple[str, ...] = ()
+
+
+def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = subprocess.run,
+           log: Log = lambda message: None, source_date_epoch: int | None = None) -> FrozenApp:
+    """Freeze ``options.entry``; reuse the cached output when no input changed.
+
+    ``source_date_epoch`` (default: ``$SOURCE_DATE_EPOCH``, else 0) is given to pip
+    and PyInstaller and is part of the cache key. Raises :class:`InputError` for a
+    missing entry or requirements file, :class:`FreezeError` when venv, pip or
+    PyInstaller fail (with the log's tail and a likely fix).
+    """
+    _check_inputs(options)
+    epoch = _epoch(source_date_epoch)
+    python = options.python or sys.executable
+    python_id = _python_identity(options.python, runner)
+    venv_key = _digest({"v": _KEY_VERSION, "python": python_id, "pins": PYINSTALLER_PINS,
+                        "requirements": _file_digest(options.requirements)})
+    dist_key = _digest({"v": _KEY_VERSION, "venv": venv_key, "epoch": epoch,
+                        "sources": _tree_digest(options.entry.parent),
+                        "options": _options_for_key(options)})
+    cache_dir = Path(cache_dir)
+    exe = options.name
+    lib_dirs = ("_internal",) if options.mode == "onedir" else ()
+    dist = cache_dir / "dist" / dist_key
+    if dist.is_dir():
+        log(f"pyinstaller: {options.entry.name}: cached ({dist_key[:12]})")
+        return FrozenApp(dist, exe, True, dist_key, lib_dirs)
+
+    env = _build_env(epoch)
+    venv = _ensure_venv(cache_dir / "venv" / venv_key, python, options.requirements,
+                        runner=runner, log=log, env=env)
+    log(f"pyinstaller: freezing {options.entry.name} ({options.mode})")
+    with tempfile.TemporaryDirectory(prefix="freeze-", dir=_scratch_parent(cache_dir)) as tmp:
+        scratch = Path(tmp)
+        src = scratch / "src"
+        _copy_sources(options.entry.parent, src)
+        out = scratch / "out"
+        cmd = [str(venv / "bin" / "python"), "-m", "PyInstaller", *pyinstaller_args(options),
+               "--distpath", "dist", "--workpath", "work", "--specpath", ".",
+               str(Path("src") / options.entry.name)]
+        proc = _run(runner, cmd, cwd=scratch, env=env)
+        produced = scratch / "dist" / (exe if options.mode == "onedir" else "")
+        if proc.returncode != 0 or not (produced / exe).exists():
+            raise FreezeError(_freeze_failure(options, proc))
+        if options.mode == "onedir":
+            produced.rename(out)
+        else:
+            out.mkdir()
+            (produced / exe).rename(out / exe)
+        _publish(out, dist)
+    return FrozenApp(dist, exe, False, dist_key, lib_dirs)
+
+
+def pyinstaller_args(options: PyInstallerOptions) -> list[str]:
+    """The PyInstaller options an :class:`PyInstallerOptions` stands for (no paths)."""
+    args = ["--noconfirm", "--clean", "--log-level", "WARN", "--name", options.name,
+            f"--{options.mode}"]
+    if options.strip:
+        args.append("--strip")
+    for flag, names in (("--hidden-import", options.hidden_imports),
+                        ("--collect-data", options.collect_data),
+                        ("--collect-submodules", options.collect_submodules),
+                        ("--collect-all", options.collect_all),
+                        ("--exclude-module", options.excludes)):
+        for name in names:
+            args += [flag, name]
+    return args + list(options.extra_args)
+
+
+def bundle_entries(dist_dir: Path, dest: str) -> list[Entry]:
+    """Entries for everything under ``dist_dir``, placed under image path ``dest``.
+
+    Sorted, owned by 0:0, modes kept but without group/other write and without
+    setuid/setgid; symlinks kept as links; hard links keyed by inode.
+    """
+    dist_dir = Path(dist_dir)
+    if not dist_dir.is_dir():
+        raise InputError(f"{dist_dir}: not a directory")
+    entries = [Entry.directory(dest)]
+    for root, dirs, files in os.walk(dist_dir):
+        dirs.sort()
+        rel_root = Path(root).relative_to(dist_dir)
+        for name in sorted(dirs + files):
+            host = Path(root) / name
+            image = f"{dest}/{(rel_root / name).as_posix()}"
+            st = host.lstat()
+            if host.is_symlink():
+                entries.append(Entry.symlink(image, os.readlink(host)))
+            elif host.is_dir():
+                entries.append(Entry.directory(image, st.st_mode & 0o755))
+            else:
+                entries.append(Entry.file(image, _opener(host), st.st_size, st.st_mode & 0o755,
+                                          link_key=(st.st_dev, st.st_ino) if st.st_nlink > 1
+                                          else None))
+    return entries
+
+
+# --- the venv --------------------------------------------------------------------------
+
+def _ensure_venv(venv: Path, python: str, requirements: Path | None, *, runner: Runner,
+                 log: Log, env: dict[str, str]) -> Path:
+    if (venv / "bin" / "python").exists():
+        return venv
+    log(f"pyinstaller: creating build venv {venv.name[:12]}")
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=venv.parent))
+    try:
+        _check(runner, [python, "-m", "venv", str(tmp)], "creating the venv", env=env)
+        # python -m pip, never bin/pip: the scripts' shebangs name the temporary path.
+        pip = [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
+               "--no-input", "--progress-bar", "off"]
+        if requirements is not None:
+            _check(runner, [*pip, "-r", str(requirements)], f"pip install -r {requirements.name}",
+                   env=env, hint=_pip_hint)
+        _check(runner, [*pip, *PYINSTALLER_PINS], "pip install pyinstaller", env=env,
+               hint=_pip_hint)
+        _publish(tmp, venv)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return venv
+
+
+def _check(runner: Runner, cmd: Sequence[str], what: str, *, env: dict[str, str],
+           hint: Callable[[str], str | None] = lambda out: None) -> None:
+    proc = _run(runner, cmd, env=env)
+    if proc.returncode != 0:
+        out = _output(proc)
+        fix = hint(out)
+        raise FreezeError(f"{what} failed (exit {proc.returncode}):\n{_tail(out)}"
+                          + (f"\nlikely fix: {fix}" if fix else ""))
+
+
+def _pip_hint(out: str) -> str | None:
+    m = re.search(r"No matching distribution found for (\S+)", out)
+    if m:
+        return (f"check that {m.group(1)} is spelled right and that its version exists "
+                "for this Python on the configured package index")
+    if "THESE PACKAGES DO NOT MATCH THE HASHES" in out:
+        return "update the hashes in the requirements file"
+    return None
+
+
+# --- failure reports -------------------------------------------------------------------
+
+_FIXES: tuple[tuple[str, Callable[[re.Match[str]], str]], ...] = (
+    (r"ModuleNotFoundError: No module named '([\w.]+)'",
+     lambda m: f"add {m.group(1)} to hidden_imports (or to requirements if it is not installed)"),
+    (r"Hidden import '([\w.]+)' not found",
+     lambda m: f"install the package that provides {m.group(1)} (requirements) "
+               "or remove it from hidden_imports"),
+    (r"FileNotFoundError: .*?'([^']+)'",
+     lambda m: f"{m.group(1)} is missing from the bundle: add its package to collect_data"),
+    (r"Script file '([^']+)' does not exist",
+     lambda m: f"check the entry path ({m.group(1)})"),
+    (r"strip", lambda m: "install binutils (strip) or set strip: false"),
+)
+
+
+def _freeze_failure(options: PyInstallerOptions, proc: "subprocess.CompletedProcess[str]") -> str:
+    out = _output(proc)
+    message = (f"PyInstaller failed to freeze {options.entry.name} (exit {proc.returncode}); "
+               f"last lines of its log:\n{_tail(out)}")
+    for pattern, fix in _FIXES:
+        m = re.search(pattern, out)
+        if m:
+            return f"{message}\nlikely fix: {fix(m)}"
+    return message
+
+
+def _tail(text: str) -> str:
+    lines = text.rstrip().splitlines()[-_LOG_TAIL_LINES:]
+    return "\n".join("  | " + line for line in lines)
+
+
+def _output(proc: "subprocess.CompletedProcess[str]") -> str:
+    return (proc.stdout or "") + (proc.stderr or "")
+
+
+# --- keys and helpers ------------------------------------------------------------------
+
+def _run(runner: Runner, cmd: Sequence[str], *, env: dict[str, str],
+         cwd: Path | None = None) -> "subprocess.CompletedProcess[str]":
+    try:
+        return runner(list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                      stderr=subprocess.STDOUT, text=True, check=False)
+    except OSError as e:
+        raise FreezeError(f"cannot run {cmd[0]}: {e}") from e
+
+
+def _build_env(epoch: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTHON", "VIRTUAL_ENV", "PYINSTALLER"))}
+    env.update(SOURCE_DATE_EPOCH=str(epoch), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
+               PIP_DISABLE_PIP_VERSION_CHECK="1", LC_ALL="C.UTF-8", TZ="UTC")
+    return env
+
+
+def _epoch(value: int | None) -> int:
+    if value is not None:
+        return int(value)
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return 0
+    try:
+        return int(raw)
+    except ValueError as e:
+        raise InputError(f"SOURCE_DATE_EPOCH={raw!r} is not an integer") from e
+
+
+def _python_identity(python: str | None, runner: Runner) -> str:
+    """The build interpreter's version and platform; our own is read without a process."""
+    probe = "import sys, platform; print(sys.version, sys.implementation.cache_tag, platform.machine())"
+    if python is None:
+        import platform
+        return f"{sys.version} {sys.implementation.cache_tag} {platform.machine()}"
+    proc = _run(runner, [python, "-c", probe], env=_build_env(0))
+    if proc.returncode != 0:
+        raise FreezeError(f"cannot run the build interpreter {python}:\n{_tail(_output(proc))}")
+    return (proc.stdout or "").strip()
+
+
+def _options_for_key(options: PyInstallerOptions) -> dict[str, Any]:
+    return {"entry": options.entry.name, "args": pyinstaller_args(options)}
+
+
+def _file_digest(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _source_files(src: Path) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(src):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.endswith(".egg-info"))
+        found += [Path(root) / f for f in sorted(files) if not f.endswith((".pyc", ".pyo"))]
+    return found
+
+
+def _tree_digest(src: Path) -> str:
+    h = hashlib.sha256()
+    for path in _source_files(src):
+        rel = path.relative_to(src).as_posix()
+        h.update(f"{rel}\0{_file_digest(path)}\0".encode())
+    return h.hexdigest()
+
+
+def _copy_sources(src: Path, dst: Path) -> None:
+    for path in _source_files(src):
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+
+
+def _digest(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()
+
+
+def _scratch_parent(cache_dir: Path) -> Path:
+    path = cache_dir / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename a finished ``tmp`` to ``final``; if another build won the race, keep theirs."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(tmp, final)
+    except OSError:
+        if not final.is_dir():
+            raise
+
+
+def _check_inputs(options: PyInstallerOptions) -> None:
+    if options.mode not in MODES:
+        raise InputError(f"pyinstaller mode must be one of {', '.join(MODES)}, not {options.mode!r}")
+    if not options.entry.is_file():
+        raise InputError(f"pyinstaller entry {options.entry} does not exist")
+    if options.requirements is not None and not options.requirements.is_file():
+        raise InputError(f"requirements file {options.requirements} does not exist")
+
+
+def _opener(path: Path) -> Callable[[], Any]:
+    return lambda: open(path, "rb")

@@ -27,6 +27,7 @@ class Node:
     line: int
     path: str           # dotted field path, "" for the document root
     file: str
+    raw: str | None = None  # a scalar's text as written (without quotes)
 
     def error(self, message: str) -> ManifestError:
         return ManifestError(message, file=self.file, line=self.line, field=self.path or None)
@@ -123,7 +124,8 @@ def _convert(node: yaml.Node, path: str, file: str) -> Node:
     if isinstance(node, yaml.SequenceNode):
         return Node([_convert(item, _child_path(path, i), file)
                      for i, item in enumerate(node.value)], line, path, file)
-    return Node(_constructor.construct_object(node, deep=True), line, path, file)
+    return Node(_constructor.construct_object(node, deep=True), line, path, file,
+                raw=node.value if isinstance(node.value, str) else None)
 
 
 class Fields:

@@ -1,0 +1,369 @@
+"""The image manifest: YAML → a frozen, validated build spec.
+
+Schema (Required fields marked; everything else Optional)::
+
+    image: NAME[:TAG]                 Required. Name written into the tarball.
+    platform: linux/amd64             os/arch[/variant]
+    base: scratch                     scratch | path/to/base.yaml | REGISTRY/REPO@sha256:…
+    compression: gzip                 gzip | zstd
+    libraries: {from: none}           where missing shared libraries come from: none | host
+    layers:                           Required, ordered bottom to top; each needs a unique
+      - name: app                     name and at least one of:
+        files:       [{src, dest, mode, uid, gid}]       a host file or directory tree
+        directories: [{path, mode, uid, gid}]            empty directories
+        symlinks:    [{path, target, uid, gid}]
+        tar: path/to/layer.tar[.gz]                      an existing tarball
+        pyinstaller: {entry, requirements, hidden_imports, collect_data,
+                      collect_submodules, collect_all, excludes, strip, mode,
+                      extra_args}                        a frozen Python app
+        dest: /app                                       where pyinstaller output goes
+        keep_special_bits: false                         keep setuid/setgid bits
+    config:
+      user: nonroot | 65532 | 65532:65532
+      entrypoint: [..] | "cmd"        cmd: [..]       env: {K: V}      workdir: /app
+      ports: ["5000/tcp", 8080]       labels: {k: v}  volumes: [/data]  stop_signal: SIGTERM
+
+Relative paths resolve against the manifest's folder. Every error names the
+file, the line and the field (``iris.yaml:14: layers[1].files[0].mode: …``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ManifestError, UnsafePathError
+from .layers.compress import COMPRESSIONS
+from .layers.entries import check_symlink_target, image_path
+from .oci.types import Platform
+from .yamlspec import Fields, Node, load
+
+_LAYER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_IMAGE_NAME = re.compile(
+    r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]+)?"
+    r"(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$")
+_USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?$")
+_PORT = re.compile(r"^[0-9]{1,5}(?:/(?:tcp|udp|sctp))?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DIGEST_REF = re.compile(r"@sha256:[a-f0-9]{64}$")
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    src: Path
+    dest: str
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class DirectorySpec:
+    path: str
+    mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class SymlinkSpec:
+    path: str
+    target: str
+    uid: int = 0
+    gid: int = 0
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    name: str
+    line: int
+    files: tuple[FileSpec, ...] = ()
+    directories: tuple[DirectorySpec, ...] = ()
+    symlinks: tuple[SymlinkSpec, ...] = ()
+    tar: Path | None = None
+    pyinstaller: Any | None = None      # builder.sources.pyinstaller.PyInstallerOptions
+    dest: str = "/app"
+    keep_special_bits: bool = False
+
+
+@dataclass(frozen=True)
+class BaseSpec:
+    """Where the image starts: ``scratch``, a base definition file, or a registry image."""
+
+    kind: str                     # "scratch" | "definition" | "registry"
+    path: Path | None = None
+    ref: str | None = None
+
+    def describe(self) -> str:
+        return {"scratch": "scratch", "definition": str(self.path), "registry": str(self.ref)}[
+            self.kind]
+
+
+@dataclass(frozen=True)
+class ConfigSpec:
+    user: str | None = None
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    workdir: str | None = None
+    ports: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    volumes: tuple[str, ...] = ()
+    stop_signal: str | None = None
+    user_line: int = 0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    file: Path
+    image: str
+    platform: Platform
+    base: BaseSpec
+    layers: tuple[LayerSpec, ...]
+    config: ConfigSpec
+    compression: str = "gzip"
+    libraries_from: str = "none"
+    raw_lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    @property
+    def folder(self) -> Path:
+        return self.file.parent
+
+
+def load_manifest(path: Path | str) -> Manifest:
+    """Read and validate a manifest; raise :class:`ManifestError` on the first problem."""
+    path = Path(path).resolve() if Path(path).exists() else Path(path)
+    display = str(path)
+    root = load(path, display)
+    top = root.mapping()
+    folder = path.parent
+    image = top.required("image")
+    image_name = image.str()
+    if not _IMAGE_NAME.match(image_name):
+        raise image.error(f"{image_name!r} is not a valid image name (lowercase "
+                          "[registry/]repo[:tag])")
+    platform = top.optional("platform", _platform, Platform())
+    base = top.optional("base", lambda n: _base(n, folder), BaseSpec("scratch"))
+    compression = top.optional("compression", lambda n: _choice(n, COMPRESSIONS[:2]), "gzip")
+    libraries = top.optional("libraries", _libraries, "none")
+    layers_node = top.required("layers")
+    layers = tuple(_layer(item, folder) for item in layers_node.list())
+    seen: dict[str, LayerSpec] = {}
+    for spec, node in zip(layers, layers_node.list()):
+        if spec.name in seen:
+            raise node.value["name"].error(f"duplicate layer name {spec.name!r} (first used "
+                                           f"on line {seen[spec.name].line})")
+        seen[spec.name] = spec
+    config = top.optional("config", _config, ConfigSpec())
+    top.done()
+    if not layers and base.kind == "scratch":
+        raise layers_node.error("an image on scratch needs at least one layer")
+    return Manifest(path, image_name, platform, base, layers, config, compression, libraries)
+
+
+# -- field readers -------------------------------------------------------------
+
+def _platform(node: Node) -> Platform:
+    try:
+        return Platform.parse(node.str())
+    except ValueError as e:
+        raise node.error(str(e)) from e
+
+
+def _choice(node: Node, choices: tuple[str, ...]) -> str:
+    value = node.str()
+    if value not in choices:
+        raise node.error(f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _libraries(node: Node) -> str:
+    fields = node.mapping()
+    source = fields.optional("from", lambda n: _choice(n, ("none", "host")), "none")
+    fields.done()
+    return source
+
+
+def _base(node: Node, folder: Path) -> BaseSpec:
+    value = node.str().strip()
+    if value == "scratch":
+        return BaseSpec("scratch")
+    if value.endswith((".yaml", ".yml")):
+        target = (folder / value).resolve()
+        if not target.is_file():
+            raise node.error(f"base definition {value!r} not found (looked at {target})")
+        return BaseSpec("definition", path=target)
+    if "/" in value or ":" in value or "@" in value:
+        if "@" in value and not _DIGEST_REF.search(value):
+            raise node.error(f"{value!r}: a digest must be @sha256: followed by 64 hex digits")
+        return BaseSpec("registry", ref=value)
+    raise node.error(f"{value!r} is not scratch, a base definition (.yaml) or a registry "
+                     "reference (registry/repo@sha256:…)")
+
+
+def _int(node: Node, what: str, low: int = 0, high: int = 2**31 - 1) -> int:
+    value = node.as_type(int, what)
+    if not low <= value <= high:
+        raise node.error(f"{value} is out of range for {what} ({low}..{high})")
+    return value
+
+
+def _id(node: Node) -> int:
+    return _int(node, "a numeric uid/gid", 0, 2**31 - 1)
+
+
+def _mode(node: Node) -> int:
+    """Modes are octal as written: "0644", 0644, 644, "1777" or 0o755."""
+    text = (node.raw or "").strip()
+    if re.fullmatch(r"0?[0-7]{3,4}|0o[0-7]{3,4}", text) and not isinstance(node.value, bool):
+        value = int(text.removeprefix("0o"), 8)
+        if value <= 0o7777:
+            return value
+    raise node.error(f"\"{text or node.value}\" is not an octal file mode (e.g. \"0644\")")
+
+
+def _image_path(node: Node) -> str:
+    text = node.str()
+    try:
+        return image_path(text)
+    except UnsafePathError as e:
+        raise node.error(str(e)) from e
+
+
+def _source(node: Node, folder: Path, directory_ok: bool = True) -> Path:
+    src = (folder / node.str()).absolute()
+    if not src.exists() and not src.is_symlink():
+        raise node.error(f"{node.value!r} does not exist (looked at {src})")
+    if not directory_ok and src.is_dir():
+        raise node.error(f"{node.value!r} is a directory; a file is expected here")
+    return src
+
+
+def _file(node: Node, folder: Path) -> FileSpec:
+    f = node.mapping()
+    src = _source(f.required("src"), folder)
+    dest_node = f.required("dest")
+    dest = _image_path(dest_node)
+    if dest_node.str().endswith("/") and src.is_file():
+        dest = dest.rstrip("/") + "/" + src.name
+    spec = FileSpec(src, dest, f.optional("mode", _mode, None), f.optional("uid", _id, 0),
+                    f.optional("gid", _id, 0))
+    f.done()
+    return spec
+
+
+def _directory(node: Node) -> DirectorySpec:
+    f = node.mapping()
+    spec = DirectorySpec(_image_path(f.required("path")), f.optional("mode", _mode, 0o755),
+                         f.optional("uid", _id, 0), f.optional("gid", _id, 0))
+    f.done()
+    return spec
+
+
+def _symlink(node: Node) -> SymlinkSpec:
+    f = node.mapping()
+    path = _image_path(f.required("path"))
+    target_node = f.required("target")
+    target = target_node.str()
+    try:
+        check_symlink_target(path, target)
+    except UnsafePathError as e:
+        raise target_node.error(str(e)) from e
+    spec = SymlinkSpec(path, target, f.optional("uid", _id, 0), f.optional("gid", _id, 0))
+    f.done()
+    return spec
+
+
+def _layer(node: Node, folder: Path) -> LayerSpec:
+    f = node.mapping()
+    name_node = f.required("name")
+    name = name_node.str()
+    if not _LAYER_NAME.match(name):
+        raise name_node.error(f"{name!r} is not a valid layer name (letters, digits, . _ -)")
+    files = tuple(_file(n, folder) for n in f.optional("files", Node.list, []))
+    dirs = tuple(_directory(n) for n in f.optional("directories", Node.list, []))
+    links = tuple(_symlink(n) for n in f.optional("symlinks", Node.list, []))
+    tar = f.optional("tar", lambda n: _source(n, folder, directory_ok=False), None)
+    pyinstaller = f.optional("pyinstaller", lambda n: _pyinstaller(n, folder), None)
+    dest = f.optional("dest", _image_path, "/app")
+    keep = f.optional("keep_special_bits", lambda n: n.as_type(bool, "true or false"), False)
+    f.done()
+    if not (files or dirs or links or tar or pyinstaller):
+        raise node.error(f"layer {name!r} has no content: give files, directories, "
+                         "symlinks, tar or pyinstaller")
+    return LayerSpec(name, node.line, files, dirs, links, tar, pyinstaller, dest, keep)
+
+
+def _pyinstaller(node: Node, folder: Path) -> Any:
+    from .sources.pyinstaller import PyInstallerOptions
+
+    f = node.mapping()
+    entry = _source(f.required("entry"), folder, directory_ok=False)
+    requirements = f.optional("requirements", lambda n: _source(n, folder, False), None)
+    names = {k: f.optional(k, Node.str_list, ()) for k in (
+        "hidden_imports", "collect_data", "collect_submodules", "collect_all", "excludes",
+        "extra_args")}
+    strip = f.optional("strip", lambda n: n.as_type(bool, "true or false"), True)
+    mode = f.optional("mode", lambda n: _choice(n, ("onedir", "onefile")), "onedir")
+    f.done()
+    return PyInstallerOptions(entry=entry, requirements=requirements, strip=strip, mode=mode,
+                              **names)
+
+
+def _command(node: Node) -> tuple[str, ...]:
+    if isinstance(node.value, str):
+        return tuple(node.value.split()) if node.value.strip() else ()
+    return node.str_list()
+
+
+def _str_map(node: Node, key_check: re.Pattern[str] | None = None) -> tuple[tuple[str, str], ...]:
+    fields = node.mapping()
+    out = []
+    for key in fields.keys():
+        value = fields.get(key)
+        assert value is not None
+        if key_check and not key_check.match(key):
+            raise value.error("is not a valid environment variable name")
+        if isinstance(value.value, bool) or value.value is None:
+            raise value.error("must be a string (quote it)")
+        if not isinstance(value.value, (str, int, float)):
+            raise value.error("must be a string")
+        out.append((key, str(value.value)))
+    return tuple(out)
+
+
+def _port(node: Node) -> str:
+    value = node.value
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else node.str()
+    if not _PORT.match(text) or not 0 < int(text.split("/")[0]) < 65536:
+        raise node.error(f"{text!r} is not a port (e.g. 5000 or \"5000/tcp\")")
+    return text if "/" in text else text + "/tcp"
+
+
+def _user(node: Node) -> str:
+    value = node.value
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else node.str()
+    if not _USER.match(text):
+        raise node.error(f"{text!r} is not a user (a name, uid, or uid:gid)")
+    return text
+
+
+def _config(node: Node) -> ConfigSpec:
+    f = node.mapping()
+    user_node = f.get("user")
+    spec = ConfigSpec(
+        user=_user(user_node) if user_node is not None else None,
+        entrypoint=f.optional("entrypoint", _command, None),
+        cmd=f.optional("cmd", _command, None),
+        env=f.optional("env", lambda n: _str_map(n, _ENV_NAME), ()),
+        workdir=f.optional("workdir", _image_path, None),
+        ports=tuple(_port(n) for n in f.optional("ports", Node.list, [])),
+        labels=f.optional("labels", _str_map, ()),
+        volumes=tuple(_image_path(n) for n in f.optional("volumes", Node.list, [])),
+        stop_signal=f.optional("stop_signal", Node.str, None),
+        user_line=user_node.line if user_node is not None else 0,
+    )
+    f.done()
+    return spec

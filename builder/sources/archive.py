@@ -1,0 +1,175 @@
+"""Read an image back from what :mod:`builder.sinks.tarball` writes.
+
+Accepts an OCI archive (tar), an OCI layout directory, or a docker archive that
+has no ``index.json`` (what ``docker save`` wrote before Docker 25). The result
+is an :class:`Image` whose layer openers stream straight from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+from ..errors import DigestMismatchError, ImageError, InputError
+from ..layers.hashio import SectionReader
+from ..oci.image import Image, Layer
+from ..oci.types import Descriptor, MediaType, check_digest, sha256_digest
+
+
+class _Archive:
+    """Uniform access to the members of a tar archive or a layout directory."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.members: dict[str, tuple[int, int]] = {}
+        if path.is_dir():
+            return
+        try:
+            with tarfile.open(path, "r:") as tar:
+                for info in tar:
+                    if info.isfile():
+                        self.members[info.name.lstrip("./")] = (info.offset_data, info.size)
+        except (tarfile.TarError, OSError) as e:
+            raise ImageError(f"{path}: not an image tarball ({e})") from e
+
+    def has(self, name: str) -> bool:
+        if self.path.is_dir():
+            return (self.path / name).is_file()
+        return name in self.members
+
+    def opener(self, name: str) -> Callable[[], BinaryIO]:
+        if self.path.is_dir():
+            target = self.path / name
+            if not target.is_file():
+                raise ImageError(f"{self.path}: missing {name}")
+            return lambda: open(target, "rb")
+        if name not in self.members:
+            raise ImageError(f"{self.path}: missing {name}")
+        offset, size = self.members[name]
+        return lambda: SectionReader(str(self.path), offset, size)  # type: ignore[return-value]
+
+    def size(self, name: str) -> int:
+        if self.path.is_dir():
+            return (self.path / name).stat().st_size
+        return self.members[name][1]
+
+    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+        if self.has(name) and self.size(name) > limit:
+            raise ImageError(f"{self.path}: {name} is too large for a JSON document")
+        with self.opener(name)() as f:
+            return f.read()
+
+    def json(self, name: str) -> Any:
+        try:
+            return json.loads(self.read(name))
+        except ValueError as e:
+            raise ImageError(f"{self.path}: {name} is not valid JSON: {e}") from e
+
+
+def _blob(digest: str) -> str:
+    return "blobs/sha256/" + check_digest(digest).split(":", 1)[1]
+
+
+def read_image(path: Path) -> Image:
+    """Load the (single) image in an archive or layout at ``path``."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    archive = _Archive(path)
+    if archive.has("index.json"):
+        return _read_oci(archive)
+    if archive.has("manifest.json"):
+        return _read_docker(archive)
+    raise ImageError(f"{path}: neither an OCI layout (index.json) nor a docker archive "
+                     "(manifest.json)")
+
+
+def image_name(path: Path) -> str | None:
+    """The image name recorded in an archive's index (or docker RepoTags), if any."""
+    archive = _Archive(Path(path))
+    if archive.has("index.json"):
+        for desc in archive.json("index.json").get("manifests", []):
+            ann = desc.get("annotations") or {}
+            name = ann.get("io.containerd.image.name") or ann.get(
+                "org.opencontainers.image.ref.name")
+            if name:
+                return name
+    if archive.has("manifest.json"):
+        tags = (archive.json("manifest.json") or [{}])[0].get("RepoTags") or []
+        return tags[0] if tags else None
+    return None
+
+
+def _verified(archive: _Archive, digest: str, what: str) -> bytes:
+    data = archive.read(_blob(digest))
+    actual = sha256_digest(data)
+    if actual != digest:
+        raise DigestMismatchError(f"{archive.path}: {what}", digest, actual)
+    return data
+
+
+def _read_oci(archive: _Archive) -> Image:
+    index = archive.json("index.json")
+    manifests = index.get("manifests") or []
+    if len(manifests) != 1:
+        raise ImageError(f"{archive.path}: index.json holds {len(manifests)} manifests; "
+                         "ocibuild reads archives holding exactly one image")
+    desc = Descriptor.from_json(manifests[0])
+    manifest = json.loads(_verified(archive, desc.digest, "manifest"))
+    if MediaType(manifest.get("mediaType", desc.media_type)).is_index():
+        raise ImageError(f"{archive.path}: multi-platform indexes are not supported yet")
+    config_desc = Descriptor.from_json(manifest["config"])
+    config = json.loads(_verified(archive, config_desc.digest, "config"))
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+    layer_descs = [Descriptor.from_json(d) for d in manifest.get("layers", [])]
+    if len(diff_ids) != len(layer_descs):
+        raise ImageError(f"{archive.path}: {len(layer_descs)} layers but "
+                         f"{len(diff_ids)} diff_ids in the config")
+    layers = tuple(_layer(archive, d, diff_id, config, i)
+                   for i, (d, diff_id) in enumerate(zip(layer_descs, diff_ids)))
+    return Image(config, layers, dict(manifest.get("annotations") or {}))
+
+
+def _layer(archive: _Archive, desc: Descriptor, diff_id: str, config: dict, index: int) -> Layer:
+    name = _blob(desc.digest)
+    if not archive.has(name):
+        raise ImageError(f"{archive.path}: layer blob {desc.digest} is missing")
+    if archive.size(name) != desc.size:
+        raise ImageError(f"{archive.path}: layer {desc.digest} is {archive.size(name)} bytes, "
+                         f"the manifest says {desc.size}")
+    history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
+    entry = history[index] if index < len(history) else {}
+    return Layer(desc, check_digest(diff_id), archive.opener(name), history=entry,
+                 name=entry.get("comment", ""))
+
+
+def _read_docker(archive: _Archive) -> Image:
+    """A docker archive: layers may be plain tars; their digests are taken here."""
+    from ..layers.hashio import HashingWriter
+
+    entries = archive.json("manifest.json")
+    if not isinstance(entries, list) or len(entries) != 1:
+        raise ImageError(f"{archive.path}: manifest.json must list exactly one image")
+    entry = entries[0]
+    config = json.loads(archive.read(entry["Config"]))
+    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+    layers = []
+    for i, (member, diff_id) in enumerate(zip(entry.get("Layers", []), diff_ids)):
+        counter = HashingWriter(_Null())
+        with archive.opener(member)() as stream:
+            while block := stream.read(1 << 20):
+                counter.write(block)
+        with archive.opener(member)() as stream:
+            head = stream.read(4)
+        media = (MediaType.OCI_LAYER_GZIP if head[:2] == b"\x1f\x8b" else
+                 MediaType.OCI_LAYER_ZSTD if head == b"\x28\xb5\x2f\xfd" else MediaType.OCI_LAYER)
+        desc = Descriptor(media.value, counter.digest, counter.size)
+        layers.append(Layer(desc, diff_id, archive.opener(member)))
+    return Image(config, tuple(layers))
+
+
+class _Null:
+    def write(self, data: bytes) -> int:
+        return len(data)

@@ -1,0 +1,77 @@
+"""Host files and directory trees → layer entries.
+
+Host permission bits are normalized (0755 if any execute bit is set, else 0644;
+directories 0755) so the umask of a checkout cannot change an image digest;
+an explicit ``mode`` overrides them. Host owners, times and xattrs are ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+from pathlib import Path
+
+from ..errors import InputError
+from ..layers.entries import Entry, image_path
+
+
+def _opener(path: Path):
+    return lambda: open(path, "rb")
+
+
+def normalized_mode(st_mode: int) -> int:
+    if stat.S_ISDIR(st_mode):
+        return 0o755
+    return 0o755 if st_mode & 0o111 else 0o644
+
+
+def file_entry(src: Path, dest: str, st: os.stat_result, mode: int | None, uid: int,
+               gid: int) -> Entry:
+    link_key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
+    perms = mode if mode is not None else normalized_mode(st.st_mode) | (st.st_mode & 0o6000)
+    return Entry.file(dest, _opener(src), st.st_size, perms, uid, gid, link_key=link_key)
+
+
+def tree_entries(src: Path, dest: str, mode: int | None = None, uid: int = 0,
+                 gid: int = 0, dir_mode: int | None = None) -> list[Entry]:
+    """Entries for a host file or directory tree placed at image path ``dest``.
+
+    For a file, ``dest`` is the file's image path (or a directory when it ends
+    with ``/``). For a directory, its *contents* go under ``dest``. Symlinks are
+    kept as symlinks (their targets must stay inside the image root); sockets,
+    devices and FIFOs are refused.
+    """
+    src = Path(src)
+    try:
+        top = src.lstat()
+    except FileNotFoundError as e:
+        raise InputError(f"{src}: no such file or directory") from e
+    if stat.S_ISDIR(top.st_mode):
+        root = image_path(dest)
+        entries = [Entry.directory(root, dir_mode or 0o755, uid, gid)] if root != "/" else []
+        for dirpath, dirnames, filenames in os.walk(src):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, src)
+            base = root if rel == "." else posixpath.join(root, Path(rel).as_posix())
+            for name in dirnames + sorted(filenames):
+                host = Path(dirpath) / name
+                entries.append(_one(host, posixpath.join(base, name), mode, uid, gid,
+                                    dir_mode))
+        return entries
+    if dest.endswith("/"):
+        dest = posixpath.join(dest, src.name)
+    return [_one(src, image_path(dest), mode, uid, gid, dir_mode)]
+
+
+def _one(host: Path, dest: str, mode: int | None, uid: int, gid: int,
+         dir_mode: int | None) -> Entry:
+    st = host.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        return Entry.symlink(dest, os.readlink(host), uid, gid)
+    if stat.S_ISDIR(st.st_mode):
+        return Entry.directory(dest, dir_mode or 0o755, uid, gid)
+    if stat.S_ISREG(st.st_mode):
+        return file_entry(host, dest, st, mode, uid, gid)
+    raise InputError(f"{host}: not a regular file, directory or symlink "
+                     "(sockets, devices and FIFOs cannot go into an image)")

@@ -1,0 +1,142 @@
+"""A content-addressed cache of ``.deb`` files and of the files inside them.
+
+Layout under the cache root (``$OCIBUILD_CACHE`` or ``~/.cache/ocibuild``)::
+
+    debian/debs/<sha256>.deb             the package, exactly as the lock pins it
+    debian/debs/<sha256>.members.json    its data.tar listing (paths, modes, blobs)
+    debian/blobs/<sha256>                each regular file's content
+
+Every write goes to a temp file in the same directory, is checked, then
+renamed into place; a digest mismatch deletes the temp file and raises. Once a
+package is cached nothing touches the network: the mirror is only looked up
+(lazily) for a package that is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+from ...errors import DebianError, DigestMismatchError
+from ...layers.entries import Kind
+from .archive import RequestsTransport, Transport
+from .deb import DebFile, Member
+from .lock import LockedPackage
+
+_MEMBERS_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("OCIBUILD_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "ocibuild"
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class DebCache:
+    """The Debian part of the ocibuild cache."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root) / "debian"
+        self.debs = self.root / "debs"
+        self.blobs = self.root / "blobs"
+
+    def deb_path(self, sha256: str) -> Path:
+        return self.debs / f"{sha256}.deb"
+
+    def blob_path(self, sha256: str) -> Path:
+        return self.blobs / sha256
+
+    def ensure(self, pkg: LockedPackage, mirror: Callable[[], str],
+               transport: Transport | None = None) -> Path:
+        """Return the cached ``.deb`` for ``pkg``, downloading it if needed.
+
+        ``mirror`` is only called when the package is not cached yet.
+        """
+        path = self.deb_path(pkg.sha256)
+        if path.is_file() and path.stat().st_size == pkg.size:
+            return path
+        self.debs.mkdir(parents=True, exist_ok=True)
+        url = f"{mirror().rstrip('/')}/{pkg.filename}"
+        fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=self.debs)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            (transport or RequestsTransport()).get_file(url, tmp)
+            size, digest = tmp.stat().st_size, _file_sha256(tmp)
+            if size != pkg.size or digest != pkg.sha256:
+                raise DigestMismatchError(f"{url} (package {pkg.name} {pkg.version} from the lock)",
+                                          f"sha256:{pkg.sha256} ({pkg.size} bytes)",
+                                          f"sha256:{digest} ({size} bytes)")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def store_blob(self, stream: BinaryIO, size: int) -> str:
+        """Copy a stream into ``blobs/`` under its sha256; return the hex digest."""
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".blob-", dir=self.blobs)
+        h = hashlib.sha256()
+        written = 0
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in iter(lambda: stream.read(1 << 20), b""):
+                    h.update(chunk)
+                    out.write(chunk)
+                    written += len(chunk)
+            if written != size:
+                raise DebianError(f"short read: expected {size} bytes, got {written}")
+            digest = h.hexdigest()
+            final = self.blob_path(digest)
+            if final.exists():
+                os.unlink(tmp_name)
+            else:
+                os.replace(tmp_name, final)
+            return digest
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+
+    def members(self, pkg: LockedPackage, deb: Path) -> tuple[dict[str, bytes], list[Member]]:
+        """The control files and data members of a cached ``.deb`` (memoized on disk)."""
+        index = self.debs / f"{pkg.sha256}.members.json"
+        if index.is_file():
+            try:
+                doc = json.loads(index.read_text())
+                if doc.get("v") == _MEMBERS_VERSION:
+                    members = [Member(m[0], Kind(m[1]), m[2], m[3], m[4], m[5], m[6], m[7])
+                               for m in doc["members"]]
+                    if all(m.kind != Kind.FILE or self.blob_path(m.blob).is_file()
+                           for m in members):
+                        control = {k: v.encode("latin-1") for k, v in doc["control"].items()}
+                        return control, members
+            except (ValueError, KeyError, IndexError, TypeError):
+                pass  # rebuild below
+        with DebFile(deb) as f:
+            control = {k: v for k, v in f.control_files().items()
+                       if k in ("control", "md5sums")}
+            members = list(f.data_members(self.store_blob))
+        doc = {"v": _MEMBERS_VERSION,
+               "control": {k: v.decode("latin-1") for k, v in control.items()},
+               "members": [[m.path, m.kind.value, m.mode, m.uid, m.gid, m.size, m.blob, m.target]
+                           for m in members]}
+        fd, tmp_name = tempfile.mkstemp(prefix=".members-", dir=self.debs)
+        try:
+            with os.fdopen(fd, "w") as out:
+                json.dump(doc, out)
+            os.replace(tmp_name, index)
+        finally:
+            if os.path.exists(tmp_name):
+                os.unlink(tmp_name)
+        return control, members

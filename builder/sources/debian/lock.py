@@ -1,0 +1,111 @@
+"""``<name>.lock.json``: the exact packages a base is built from.
+
+The lock names no mirror (any mirror of the same archive serves the same
+paths), only archive paths and digests, so it can be committed and used on
+any machine. Written to a temp file beside the target and renamed, so a
+reader never sees half a lock and an error leaves the old one in place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ...errors import DebianError
+
+LOCK_VERSION = 1
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: str
+    version: str
+    architecture: str
+    filename: str        # archive path, e.g. pool/main/g/glibc/libc6_..._amd64.deb
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class LockedIndex:
+    path: str            # e.g. dists/bookworm/InRelease
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Lock:
+    suite: str
+    codename: str
+    version: str         # Release "Version", e.g. 12.12 (feeds /etc/os-release)
+    architecture: str
+    components: tuple[str, ...]
+    requested: tuple[str, ...]
+    exclude: tuple[str, ...]
+    indexes: tuple[LockedIndex, ...]
+    packages: tuple[LockedPackage, ...]
+
+    def to_json(self) -> bytes:
+        doc: dict[str, Any] = {
+            "lockVersion": LOCK_VERSION,
+            "suite": self.suite, "codename": self.codename, "version": self.version,
+            "architecture": self.architecture, "components": list(self.components),
+            "requested": list(self.requested), "exclude": list(self.exclude),
+            "indexes": [asdict(i) for i in self.indexes],
+            "packages": [asdict(p) for p in sorted(self.packages, key=lambda p: p.name)],
+        }
+        return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
+
+
+def write_lock(lock: Lock, path: Path) -> Path:
+    """Atomically write ``lock`` to ``path`` (temp file in the same dir + rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(lock.to_json())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_lock(path: Path) -> Lock:
+    """Load and validate a lock; every problem is a :class:`DebianError` naming the file."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise DebianError(f"{path}: lock file not found (run 'ocibuild lock' on the "
+                          "base definition first)") from e
+    except (OSError, ValueError) as e:
+        raise DebianError(f"{path}: unreadable lock file: {e}") from e
+    try:
+        if doc.get("lockVersion") != LOCK_VERSION:
+            raise DebianError(f"{path}: unsupported lockVersion {doc.get('lockVersion')!r}")
+        packages = tuple(LockedPackage(str(p["name"]), str(p["version"]),
+                                       str(p["architecture"]), str(p["filename"]),
+                                       int(p["size"]), str(p["sha256"]))
+                         for p in doc["packages"])
+        indexes = tuple(LockedIndex(str(i["path"]), int(i["size"]), str(i["sha256"]))
+                        for i in doc["indexes"])
+        lock = Lock(str(doc["suite"]), str(doc["codename"]), str(doc.get("version", "")),
+                    str(doc["architecture"]), tuple(doc["components"]),
+                    tuple(doc["requested"]), tuple(doc["exclude"]), indexes, packages)
+    except (KeyError, TypeError, ValueError) as e:
+        raise DebianError(f"{path}: malformed lock file: {e!r}") from e
+    for p in lock.packages:
+        if not _SHA256.match(p.sha256):
+            raise DebianError(f"{path}: package {p.name}: sha256 {p.sha256!r} is not 64 hex digits")
+        if p.filename.startswith("/") or ".." in p.filename.split("/"):
+            raise DebianError(f"{path}: package {p.name}: unsafe filename {p.filename!r}")
+    return lock

@@ -31,6 +31,7 @@ from typing import Any, Callable, Sequence
 
 from ..errors import FreezeError, InputError
 from ..layers.entries import Entry
+from .elfstrip import strip_tree
 
 PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.9")
 """What is installed next to the app's requirements; part of every cache key."""
@@ -54,7 +55,8 @@ class PyInstallerOptions:
     ``hidden_imports`` / ``collect_data`` / ``collect_submodules`` / ``collect_all`` /
     ``excludes``: Optional. Module names passed to PyInstaller's options of the same
     name (``excludes`` is ``--exclude-module``).
-    ``strip``: Optional, default True. Strip symbols from collected binaries.
+    ``strip``: Optional, default True. Strip symbols from the bundle's libraries
+    (onedir only; see :mod:`builder.sources.elfstrip` for why not PyInstaller's own).
     ``mode``: Optional, ``onedir`` (default) or ``onefile``.
     ``extra_args``: Optional. More PyInstaller arguments, passed as they are.
     ``python``: Optional. The interpreter that builds the venv (default: ocibuild's own).
@@ -134,10 +136,15 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         cmd = [str(venv / "bin" / "python"), "-m", "PyInstaller", *pyinstaller_args(options),
                "--distpath", "dist", "--workpath", "work", "--specpath", ".",
                str(Path("src") / options.entry.name)]
-        proc = _run(runner, cmd, cwd=scratch, env=env)
+        proc = _run(runner, cmd, cwd=scratch, env={**env, "PYINSTALLER_CONFIG_DIR": str(scratch)})
         produced = scratch / "dist" / (exe if options.mode == "onedir" else "")
         if proc.returncode != 0 or not (produced / exe).exists():
             raise FreezeError(_freeze_failure(options, proc))
+        if options.strip and options.mode == "onedir":
+            report = strip_tree(produced, skip=(exe,), runner=runner)
+            log(f"pyinstaller: stripped {len(report.stripped)} files, saved "
+                f"{report.saved / 1e6:.1f} MB; kept {len(report.kept)} unstripped "
+                f"(strip would break them)")
         if options.mode == "onedir":
             produced.rename(out)
         else:
@@ -151,8 +158,6 @@ def pyinstaller_args(options: PyInstallerOptions) -> list[str]:
     """The PyInstaller options an :class:`PyInstallerOptions` stands for (no paths)."""
     args = ["--noconfirm", "--clean", "--log-level", "WARN", "--name", options.name,
             f"--{options.mode}"]
-    if options.strip:
-        args.append("--strip")
     for flag, names in (("--hidden-import", options.hidden_imports),
                         ("--collect-data", options.collect_data),
                         ("--collect-submodules", options.collect_submodules),
@@ -316,7 +321,8 @@ def _python_identity(python: str | None, runner: Runner) -> str:
 
 
 def _options_for_key(options: PyInstallerOptions) -> dict[str, Any]:
-    return {"entry": options.entry.name, "args": pyinstaller_args(options)}
+    return {"entry": options.entry.name, "args": pyinstaller_args(options),
+            "strip": options.strip and options.mode == "onedir"}
 
 
 def _file_digest(path: Path | None) -> str | None:

@@ -1,0 +1,412 @@
+"""The distribution-spec operations on one registry: blobs and manifests.
+
+Uploads (``POST`` → ``PATCH``\\* → ``PUT ?digest=``) stream from the layer's
+opener; nothing is read whole. A blob no larger than ``chunk_size`` goes in
+one ``PUT``; a larger one in ``PATCH`` chunks with ``Content-Range``, the last
+one carried by the closing ``PUT``. When a chunk fails half-way (dropped
+connection, 5xx) the client asks the registry where the upload stands
+(``GET`` on the upload URL, ``Range: 0-<last>``) and continues from there; a
+registry that has lost or invalidated the session (docker/distribution 2.8
+cancels it when the stored size disagrees with its upload token) gets a fresh
+upload. Every blob's digest is checked by the registry on ``PUT`` and every
+downloaded byte by :meth:`RegistryClient.fetch_blob`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import requests
+
+from ..errors import DigestMismatchError, ImageError, RegistryError
+from ..oci.types import Descriptor, MediaType, Platform, check_digest, sha256_digest
+from .transport import RetryPolicy, SizedReader, Transport, redact_url
+
+log = logging.getLogger("ocibuild.registry")
+
+MANIFEST_TYPES = (MediaType.OCI_MANIFEST.value, MediaType.OCI_INDEX.value,
+                  MediaType.DOCKER_MANIFEST.value, MediaType.DOCKER_MANIFEST_LIST.value)
+MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+DEFAULT_CHUNK = 32 * 1024 * 1024
+_READ_BLOCK = 1024 * 1024
+_RANGE = re.compile(r"^(?:bytes=)?0-(\d+)$")
+
+
+def pull_scope(repo: str) -> str:
+    return f"repository:{repo}:pull"
+
+
+def push_scope(repo: str) -> str:
+    return f"repository:{repo}:pull,push"
+
+
+@dataclass
+class TransferStats:
+    """What a client did; thread-safe counters, read by tests and progress output."""
+
+    uploaded: int = 0
+    mounted: int = 0
+    skipped: int = 0
+    bytes_uploaded: int = 0
+    resumed: int = 0
+    restarted: int = 0
+    downloaded: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for key, value in counts.items():
+                setattr(self, key, getattr(self, key) + value)
+
+
+@dataclass(frozen=True)
+class ManifestBlob:
+    """A manifest or index as the registry served it: exact bytes, type, digest."""
+
+    data: bytes
+    media_type: str
+    digest: str
+
+    def json(self) -> dict[str, Any]:
+        try:
+            obj = json.loads(self.data)
+        except ValueError as e:
+            raise ImageError(f"manifest {self.digest} is not JSON: {e}") from e
+        if not isinstance(obj, dict):
+            raise ImageError(f"manifest {self.digest} is not a JSON object")
+        return obj
+
+    @property
+    def is_index(self) -> bool:
+        return self.media_type in (MediaType.OCI_INDEX.value,
+                                   MediaType.DOCKER_MANIFEST_LIST.value)
+
+
+def seek_to(stream: BinaryIO, offset: int) -> None:
+    """Position a fresh stream at ``offset``, by seeking or by reading past bytes."""
+    if offset == 0:
+        return
+    try:
+        if stream.seekable():
+            stream.seek(offset)
+            return
+    except (AttributeError, OSError):
+        pass
+    left = offset
+    while left:
+        data = stream.read(min(left, _READ_BLOCK))
+        if not data:
+            raise ImageError(f"blob stream ended before offset {offset}")
+        left -= len(data)
+
+
+class _Progress:
+    """Where an upload stands: the session URL and the bytes the registry holds."""
+
+    def __init__(self) -> None:
+        self.location: str | None = None
+        self.offset = 0
+
+
+class RegistryClient:
+    """Blob and manifest operations against one registry (any of its repositories)."""
+
+    def __init__(self, transport: Transport, *, chunk_size: int = DEFAULT_CHUNK,
+                 stats: TransferStats | None = None) -> None:
+        self.transport = transport
+        self.chunk_size = chunk_size
+        self.stats = stats or TransferStats()
+
+    @classmethod
+    def for_registry(cls, registry: str, *, session: requests.Session | None = None,
+                     insecure: bool = False, retry: RetryPolicy | None = None,
+                     **kwargs: Any) -> "RegistryClient":
+        return cls(Transport(registry, session=session, insecure=insecure, retry=retry),
+                   **kwargs)
+
+    @property
+    def registry(self) -> str:
+        return self.transport.registry
+
+    # -- blobs ------------------------------------------------------------------
+
+    def blob_size(self, repo: str, digest: str) -> int | None:
+        """The size of blob ``digest`` in ``repo``, or None if the registry lacks it."""
+        resp = self.transport.request(
+            "HEAD", f"/v2/{repo}/blobs/{digest}", what=f"HEAD blob {digest} in {repo}",
+            scopes=(pull_scope(repo),), ok=(200, 404))
+        if resp.status_code == 404:
+            return None
+        try:
+            return int(resp.headers.get("Content-Length", ""))
+        except ValueError:
+            return -1
+
+    def mount_blob(self, repo: str, digest: str, from_repo: str) -> bool:
+        """Ask the registry to link ``digest`` from ``from_repo``; True if it did."""
+        resp = self.transport.request(
+            "POST", f"/v2/{repo}/blobs/uploads/", what=f"mount blob {digest} into {repo}",
+            scopes=(push_scope(repo), pull_scope(from_repo)),
+            params={"mount": digest, "from": from_repo}, ok=(201, 202))
+        if resp.status_code == 201:
+            self.stats.add(mounted=1)
+            return True
+        # 202: the registry opened an ordinary upload instead; drop it.
+        location = resp.headers.get("Location")
+        if location:
+            try:
+                self.transport.request("DELETE", location, what="cancel upload",
+                                       scopes=(push_scope(repo),), ok=(204, 404), retry=False)
+            except RegistryError:
+                pass
+        return False
+
+    def upload_blob(self, repo: str, desc: Descriptor, opener: Callable[[], BinaryIO],
+                    *, attempts: int = 5) -> None:
+        """Upload one blob, streaming from ``opener``, resuming after failures."""
+        what = f"upload blob {desc.digest} ({desc.size} bytes) to {self.registry}/{repo}"
+        scopes = (push_scope(repo),)
+        state = _Progress()
+        failures = 0
+        while True:
+            try:
+                if state.location is None:
+                    state.location, state.offset = self._start_upload(repo, what, scopes), 0
+                self._send(repo, desc, opener, state, what, scopes)
+                self.stats.add(uploaded=1)
+                return
+            except RegistryError as e:
+                if not e.temporary:
+                    raise
+                failures += 1
+                if failures >= attempts:
+                    raise RegistryError(f"{what}: {e} (gave up after {failures} attempts)",
+                                        status=e.status, codes=e.codes, method=e.method,
+                                        url=e.url, temporary=True) from e
+                time.sleep(self.transport.retry.delay(failures - 1))
+                self._recover(repo, state, what, scopes)
+
+    def _start_upload(self, repo: str, what: str, scopes: tuple[str, ...]) -> str:
+        resp = self.transport.request("POST", f"/v2/{repo}/blobs/uploads/", what=what,
+                                      scopes=scopes, ok=(202,))
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{what}: registry gave no upload Location", status=202,
+                                method="POST", url=redact_url(resp.url))
+        return self.transport.url(location)
+
+    def _recover(self, repo: str, state: _Progress, what: str,
+                 scopes: tuple[str, ...]) -> None:
+        """After a failed chunk: learn the registry's offset, or start over."""
+        if state.location is None:
+            return
+        try:
+            resp = self.transport.request("GET", state.location, what=f"{what}: status",
+                                          scopes=scopes, ok=(204,))
+        except RegistryError as e:
+            log.info("%s: upload session lost (%s); starting again", what, e)
+            self.stats.add(restarted=1)
+            state.location, state.offset = None, 0
+            return
+        m = _RANGE.match(resp.headers.get("Range", "").strip())
+        offset = int(m.group(1)) + 1 if m else 0
+        if m and offset == 1 and state.offset == 0:
+            offset = 0  # "0-0" is how distribution spells an empty upload
+        state.location = self.transport.url(resp.headers.get("Location") or state.location)
+        state.offset = offset
+        self.stats.add(resumed=1)
+        log.info("%s: resuming at byte %d", what, offset)
+
+    def _send(self, repo: str, desc: Descriptor, opener: Callable[[], BinaryIO],
+              state: _Progress, what: str, scopes: tuple[str, ...]) -> None:
+        assert state.location is not None
+        src = opener()
+        try:
+            seek_to(src, state.offset)
+            while desc.size - state.offset > self.chunk_size:
+                n = self.chunk_size
+                start = state.offset
+                resp = self.transport.request(
+                    "PATCH", state.location, what=what, scopes=scopes, retry=False,
+                    headers={"Content-Type": "application/octet-stream",
+                             "Content-Range": f"{start}-{start + n - 1}"},
+                    body=lambda: SizedReader(src, n, owns=False), ok=(202,))
+                m = _RANGE.match(resp.headers.get("Range", "").strip())
+                if m and int(m.group(1)) + 1 != start + n:
+                    raise RegistryError(f"{what}: registry holds {int(m.group(1)) + 1} bytes "
+                                        f"after a chunk ending at {start + n}",
+                                        method="PATCH", url=redact_url(resp.url),
+                                        temporary=True)
+                state.location = self.transport.url(resp.headers.get("Location")
+                                                    or state.location)
+                state.offset = start + n
+                self.stats.add(bytes_uploaded=n)
+            rest = desc.size - state.offset
+            resp = self._put(state.location, desc, src, rest, what, scopes)
+            self.stats.add(bytes_uploaded=rest)
+        finally:
+            src.close()
+        got = resp.headers.get("Docker-Content-Digest")
+        if got and got != desc.digest:
+            raise DigestMismatchError(what, desc.digest, got)
+
+    def _put(self, location: str, desc: Descriptor, src: BinaryIO, rest: int, what: str,
+             scopes: tuple[str, ...]) -> requests.Response:
+        headers = {"Content-Type": "application/octet-stream"}
+        try:
+            return self.transport.request(
+                "PUT", location, what=what, scopes=scopes, retry=False, headers=headers,
+                params={"digest": desc.digest},
+                body=lambda: SizedReader(src, rest, owns=False), ok=(201,))
+        except RegistryError as e:
+            if "DIGEST_INVALID" in e.codes or "SIZE_INVALID" in e.codes:
+                raise RegistryError(
+                    f"{what}: the registry computed a different digest or size: the blob's "
+                    f"bytes do not match its descriptor", status=e.status, codes=e.codes,
+                    method=e.method, url=e.url) from e
+            raise
+
+    def fetch_blob(self, repo: str, desc: Descriptor, dest: Path, *,
+                   attempts: int = 3) -> Path:
+        """Download a blob to ``dest``, verified; nothing is left there on mismatch.
+
+        The bytes go to a temporary file next to ``dest`` and are renamed into
+        place only when both size and sha256 match the descriptor.
+        """
+        check_digest(desc.digest, "blob digest")
+        what = f"blob {desc.digest} from {self.registry}/{repo}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        for attempt in range(attempts):
+            resp = self.transport.request("GET", f"/v2/{repo}/blobs/{desc.digest}", what=what,
+                                          scopes=(pull_scope(repo),), stream=True)
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    digest, size = _copy_hashed(resp, out, desc.size)
+                if size != desc.size:
+                    raise DigestMismatchError(f"{what} (size)", str(desc.size), str(size))
+                if digest != desc.digest:
+                    raise DigestMismatchError(what, desc.digest, digest)
+                os.replace(tmp, dest)
+                self.stats.add(downloaded=1)
+                return dest
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.Timeout) as e:
+                Path(tmp).unlink(missing_ok=True)
+                if attempt + 1 >= attempts:
+                    raise RegistryError(f"{what}: download failed: {type(e).__name__}",
+                                        method="GET", url=redact_url(resp.url),
+                                        temporary=True) from None
+                time.sleep(self.transport.retry.delay(attempt))
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            finally:
+                resp.close()
+        raise AssertionError("unreachable")
+
+    # -- manifests ----------------------------------------------------------------
+
+    def get_manifest(self, repo: str, identifier: str) -> ManifestBlob:
+        """Fetch a manifest or index by tag or digest; its digest is verified."""
+        what = f"manifest {self.registry}/{repo}:{identifier}"
+        resp = self.transport.request("GET", f"/v2/{repo}/manifests/{identifier}", what=what,
+                                      scopes=(pull_scope(repo),),
+                                      headers={"Accept": MANIFEST_ACCEPT}, stream=True)
+        try:
+            data = resp.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+        finally:
+            resp.close()
+        if len(data) > MAX_MANIFEST_BYTES:
+            raise ImageError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
+        digest = sha256_digest(data)
+        if identifier.startswith("sha256:") and digest != identifier:
+            raise DigestMismatchError(what, identifier, digest)
+        header = resp.headers.get("Docker-Content-Digest", "")
+        if header.startswith("sha256:") and header != digest:
+            raise DigestMismatchError(what, header, digest)
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        try:
+            declared = json.loads(data).get("mediaType")
+        except (ValueError, AttributeError):
+            declared = None
+        media_type = declared or media_type
+        if media_type not in MANIFEST_TYPES:
+            raise ImageError(f"{what}: unsupported manifest media type {media_type!r}")
+        return ManifestBlob(data, media_type, digest)
+
+    def put_manifest(self, repo: str, identifier: str, data: bytes, media_type: str) -> str:
+        what = f"PUT manifest {self.registry}/{repo}:{identifier}"
+        resp = self.transport.request("PUT", f"/v2/{repo}/manifests/{identifier}", what=what,
+                                      scopes=(push_scope(repo),), body=data,
+                                      headers={"Content-Type": media_type}, ok=(201,))
+        digest = sha256_digest(data)
+        got = resp.headers.get("Docker-Content-Digest")
+        if got and got != digest:
+            raise DigestMismatchError(what, digest, got)
+        return digest
+
+    def resolve(self, repo: str, identifier: str) -> str:
+        """The manifest digest a tag (or digest) names right now."""
+        if identifier.startswith("sha256:"):
+            return self.get_manifest(repo, identifier).digest
+        resp = self.transport.request("HEAD", f"/v2/{repo}/manifests/{identifier}",
+                                      what=f"resolve {self.registry}/{repo}:{identifier}",
+                                      scopes=(pull_scope(repo),),
+                                      headers={"Accept": MANIFEST_ACCEPT})
+        header = resp.headers.get("Docker-Content-Digest", "")
+        if header.startswith("sha256:"):
+            return check_digest(header, "Docker-Content-Digest")
+        return self.get_manifest(repo, identifier).digest
+
+
+def _copy_hashed(resp: requests.Response, out: BinaryIO, limit: int) -> tuple[str, int]:
+    """Copy a streamed body, hashing it; stop one byte past ``limit``."""
+    h = hashlib.sha256()
+    size = 0
+    for block in resp.iter_content(_READ_BLOCK):
+        if size + len(block) > limit:
+            block = block[:limit + 1 - size]
+        h.update(block)
+        out.write(block)
+        size += len(block)
+        if size > limit:
+            break
+    return "sha256:" + h.hexdigest(), size
+
+
+def pick_platform(index: dict[str, Any], platform: Platform) -> Descriptor:
+    """The manifest descriptor in an index that matches ``platform``.
+
+    os and architecture must match; a requested variant must match; without
+    one, an entry without variant (or the usual default) is preferred.
+    """
+    candidates = []
+    for raw in index.get("manifests") or []:
+        desc = Descriptor.from_json(raw)
+        p = desc.platform
+        if p and p.os == platform.os and p.architecture == platform.architecture:
+            if platform.variant and p.variant != platform.variant:
+                continue
+            candidates.append(desc)
+    if not candidates:
+        offered = sorted({str(Descriptor.from_json(m).platform) for m in
+                          index.get("manifests") or [] if m.get("platform")})
+        raise ImageError(f"no image for platform {platform} in the index "
+                         f"(it offers: {', '.join(offered) or 'nothing'})")
+    defaults = {None, "v8" if platform.architecture == "arm64" else None}
+    candidates.sort(key=lambda d: 0 if d.platform and d.platform.variant in defaults else 1)
+    return candidates[0]

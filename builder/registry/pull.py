@@ -1,0 +1,157 @@
+"""Pull an image into the content-addressed cache and return it as an :class:`Image`.
+
+The cache lives at ``$OCIBUILD_CACHE`` or ``~/.cache/ocibuild``; blobs sit at
+``blobs/sha256/<hex>``. A blob enters the cache only through
+:meth:`RegistryClient.fetch_blob` (temporary file, size and digest checked,
+then renamed), and a cached blob is checked again before it is used, so a
+corrupt cache entry is discarded and fetched anew rather than trusted.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DigestMismatchError, ImageError
+from ..oci.image import Image, Layer
+from ..oci.types import Descriptor, Platform, check_digest
+from .client import ManifestBlob, RegistryClient, pick_platform
+from .push import ClientPool
+from .reference import Reference, parse_reference
+
+log = logging.getLogger("ocibuild.registry")
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("OCIBUILD_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "ocibuild"
+
+
+class BlobCache:
+    """Verified blobs by digest under ``<root>/blobs/sha256/<hex>``."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else default_cache_dir()
+
+    def path(self, digest: str) -> Path:
+        check_digest(digest, "blob digest")
+        return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+    def verified(self, desc: Descriptor) -> Path | None:
+        """The cached file for ``desc`` if its size and digest hold; else None (and removed)."""
+        path = self.path(desc.digest)
+        try:
+            if path.stat().st_size != desc.size:
+                raise DigestMismatchError(f"cached blob {path}", str(desc.size),
+                                          str(path.stat().st_size))
+            h = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(functools.partial(f.read, 1024 * 1024), b""):
+                    h.update(block)
+            if "sha256:" + h.hexdigest() != desc.digest:
+                raise DigestMismatchError(f"cached blob {path}", desc.digest,
+                                          "sha256:" + h.hexdigest())
+            return path
+        except FileNotFoundError:
+            return None
+        except DigestMismatchError as e:
+            log.warning("%s; discarding it", e)
+            path.unlink(missing_ok=True)
+            return None
+
+    def fetch(self, client: RegistryClient, repo: str, desc: Descriptor) -> Path:
+        return self.verified(desc) or client.fetch_blob(repo, desc, self.path(desc.digest))
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """A pulled image, with the registry's manifest digest (the image's identity there)."""
+
+    image: Image
+    reference: Reference
+    manifest_digest: str
+    manifest: ManifestBlob
+
+
+def _open(path: Path):  # type: ignore[no-untyped-def]
+    return path.open("rb")
+
+
+def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = None, *,
+         insecure: bool = False, pool: ClientPool | None = None, jobs: int = 3) -> Pulled:
+    """Resolve ``ref``, pick ``platform`` from an index, fetch every blob verified."""
+    reference = parse_reference(ref)
+    pool = pool or ClientPool(insecure=insecure)
+    client = pool.get(reference.registry)
+    repo = reference.repository
+    cache = BlobCache(cache_dir)
+    manifest = client.get_manifest(repo, reference.identifier)
+    if manifest.is_index:
+        chosen = pick_platform(manifest.json(), platform or Platform())
+        manifest = client.get_manifest(repo, chosen.digest)
+        if manifest.is_index:
+            raise ImageError(f"{reference}: nested image indexes are not supported")
+    body = manifest.json()
+    try:
+        config_desc = Descriptor.from_json(body["config"])
+        layer_descs = [Descriptor.from_json(x) for x in body.get("layers") or []]
+    except (KeyError, TypeError) as e:
+        raise ImageError(f"{reference}: malformed manifest: {e}") from e
+    for d in layer_descs:
+        if not _is_layer(d.media_type):
+            raise ImageError(f"{reference}: layer {d.digest} has unsupported media type "
+                             f"{d.media_type!r}")
+    config_path = cache.fetch(client, repo, config_desc)
+    config = _load_config(config_path, reference)
+    if platform and manifest is not None and not _platform_matches(config, platform):
+        raise ImageError(f"{reference} is for {config.get('os')}/{config.get('architecture')}, "
+                         f"not {platform}")
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+        paths = list(ex.map(lambda d: cache.fetch(client, repo, d), layer_descs))
+    diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
+    if len(diff_ids) != len(layer_descs):
+        raise ImageError(f"{reference}: config lists {len(diff_ids)} diff_ids for "
+                         f"{len(layer_descs)} layers")
+    history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
+    layers = tuple(
+        Layer(d, check_digest(diff_ids[i], "diff_id"), functools.partial(_open, paths[i]),
+              history=dict(history[i]) if i < len(history) else {})
+        for i, d in enumerate(layer_descs))
+    image = Image(config, layers, dict(body.get("annotations") or {}))
+    return Pulled(image, reference, manifest.digest, manifest)
+
+
+def pull_image(ref: str, platform: Platform | None = None, cache_dir: Path | None = None,
+               *, insecure: bool = False, pool: ClientPool | None = None) -> Image:
+    """The image ``ref`` names, its layers read from the verified local cache."""
+    return pull(ref, platform, cache_dir, insecure=insecure, pool=pool).image
+
+
+def _is_layer(media_type: str) -> bool:
+    return ".layer." in media_type or ".rootfs." in media_type
+
+
+def _platform_matches(config: dict[str, Any], platform: Platform) -> bool:
+    if config.get("os", platform.os) != platform.os:
+        return False
+    if config.get("architecture", platform.architecture) != platform.architecture:
+        return False
+    return not (platform.variant and config.get("variant")
+                and config["variant"] != platform.variant)
+
+
+def _load_config(path: Path, reference: Reference) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_bytes())
+    except ValueError as e:
+        raise ImageError(f"{reference}: image config is not JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise ImageError(f"{reference}: image config is not a JSON object")
+    return config

@@ -1,0 +1,138 @@
+"""Push an :class:`~builder.oci.image.Image` to one or more references.
+
+Per repository: every layer blob is checked with ``HEAD`` and skipped when
+present, else mounted from a repository of the same registry that has it
+(one pushed earlier in this call, or one named in ``mount_from``), else
+uploaded; a few blobs go in parallel. The config blob follows, and the
+manifest goes last, once per tag, so a tag never names an image whose blobs
+are not all there.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import BinaryIO, Callable, Iterable, Sequence
+
+import requests
+
+from ..errors import InputError, RegistryError
+from ..oci.image import Image
+from ..oci.types import Descriptor, MediaType
+from .client import RegistryClient
+from .reference import Reference, parse_reference
+from .transport import RetryPolicy
+
+log = logging.getLogger("ocibuild.registry")
+
+Event = Callable[[str, str, int], None]
+"""``on_event(action, digest, size)``; action is skipped, mounted, uploaded or tagged."""
+
+
+@dataclass(frozen=True)
+class _Blob:
+    descriptor: Descriptor
+    opener: Callable[[], BinaryIO]
+
+
+def _blobs(image: Image) -> list[_Blob]:
+    seen: set[str] = set()
+    out: list[_Blob] = []
+    for layer in image.layers:
+        if layer.digest not in seen:
+            seen.add(layer.digest)
+            out.append(_Blob(layer.descriptor, layer.opener))
+    config = image.config_bytes
+    out.append(_Blob(image.config_descriptor, lambda: io.BytesIO(config)))
+    return out
+
+
+class ClientPool:
+    """One :class:`RegistryClient` per registry, made on first use and shared."""
+
+    def __init__(self, *, session: requests.Session | None = None, insecure: bool = False,
+                 retry: RetryPolicy | None = None, chunk_size: int | None = None) -> None:
+        self.session = session or requests.Session()
+        self.insecure, self.retry, self.chunk_size = insecure, retry, chunk_size
+        self._clients: dict[str, RegistryClient] = {}
+
+    def get(self, registry: str) -> RegistryClient:
+        if registry not in self._clients:
+            kwargs = {"chunk_size": self.chunk_size} if self.chunk_size else {}
+            self._clients[registry] = RegistryClient.for_registry(
+                registry, session=self.session, insecure=self.insecure, retry=self.retry,
+                **kwargs)
+        return self._clients[registry]
+
+
+def push_image(image: Image, refs: Sequence[str], *, insecure: bool = False,
+               jobs: int = 3, mount_from: Iterable[str] = (),
+               pool: ClientPool | None = None, on_event: Event | None = None) -> str:
+    """Push ``image`` to every reference in ``refs``; return the manifest digest.
+
+    A reference pinned by digest must name this image's digest. ``mount_from``
+    lists repositories (``registry/repo``) that may already hold some blobs,
+    e.g. the base image's.
+    """
+    if not refs:
+        raise InputError("push: no destination reference given")
+    parsed = [parse_reference(r) for r in refs]
+    digest = image.digest
+    for ref in parsed:
+        if ref.digest and ref.digest != digest:
+            raise InputError(f"push: {ref} is pinned to a digest, but the image is {digest}")
+    pool = pool or ClientPool(insecure=insecure)
+    sources: dict[str, list[str]] = {}
+    for text in mount_from:
+        src = parse_reference(text, default_tag=None)
+        sources.setdefault(src.registry, []).append(src.repository)
+    emit = on_event or (lambda action, dgst, size: None)
+
+    by_repo: dict[tuple[str, str], list[Reference]] = {}
+    for ref in parsed:
+        by_repo.setdefault((ref.registry, ref.repository), []).append(ref)
+    blobs = _blobs(image)
+    for (registry, repo), repo_refs in by_repo.items():
+        client = pool.get(registry)
+        others = [r for r in sources.get(registry, []) if r != repo]
+        _push_blobs(client, repo, blobs, others, jobs, emit)
+        manifest = image.manifest_bytes
+        for ref in repo_refs:
+            got = client.put_manifest(repo, ref.tag or digest, manifest,
+                                      MediaType.OCI_MANIFEST.value)
+            emit("tagged", got, len(manifest))
+            log.info("pushed %s", ref)
+        sources.setdefault(registry, []).insert(0, repo)
+    return digest
+
+
+def _push_blobs(client: RegistryClient, repo: str, blobs: list[_Blob], mount_from: list[str],
+                jobs: int, emit: Event) -> None:
+    layers, config = blobs[:-1], blobs[-1]
+
+    def one(blob: _Blob) -> None:
+        d = blob.descriptor
+        size = client.blob_size(repo, d.digest)
+        if size is not None:
+            client.stats.add(skipped=1)
+            emit("skipped", d.digest, d.size)
+            return
+        for source in mount_from:
+            if client.mount_blob(repo, d.digest, source):
+                emit("mounted", d.digest, d.size)
+                return
+        try:
+            client.upload_blob(repo, d, blob.opener)
+        except RegistryError as e:
+            raise RegistryError(f"push of blob {d.digest} failed: {e}", status=e.status,
+                                codes=e.codes, method=e.method, url=e.url,
+                                temporary=e.temporary) from e
+        emit("uploaded", d.digest, d.size)
+
+    if layers:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
+            for future in [ex.submit(one, b) for b in layers]:
+                future.result()
+    one(config)

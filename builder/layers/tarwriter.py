@@ -122,7 +122,8 @@ def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
                     try:
                         tar.addfile(info, _ExactReader(stream, entry.size, entry.path))
                     except OSError as e:
-                        raise InputError(f"cannot read {entry.path}: {e}") from e
+                        raise InputError(f"cannot read {entry.path} ({e}); did it change "
+                                         f"while being read? expected {entry.size} bytes") from e
                 stats.files += 1
                 stats.bytes += entry.size
     return stats

@@ -1,0 +1,101 @@
+"""The deterministic tar writer: order, parents, owners, modes, hard links, safety."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+
+from builder.errors import InputError, UnsafePathError
+from builder.layers.build import build_layer
+from builder.layers.entries import Entry, Kind, image_path
+from builder.layers.tarwriter import normalize
+
+
+def _data(b: bytes):
+    return lambda: io.BytesIO(b)
+
+
+def test_entries_sorted_with_implicit_parents():
+    entries = normalize([Entry.bytes_file("/b/x", b"1"), Entry.bytes_file("/a/deep/y", b"2"),
+                         Entry.bytes_file("/a-b", b"3")])
+    assert [e.path for e in entries] == ["/a", "/a/deep", "/a/deep/y", "/a-b", "/b", "/b/x"]
+    parent = entries[0]
+    assert parent.kind is Kind.DIR and parent.mode == 0o755 and (parent.uid, parent.gid) == (0, 0)
+
+
+def test_setuid_dropped_unless_kept():
+    suid = Entry.bytes_file("/bin/tool", b"x", mode=0o4755)
+    assert normalize([suid])[-1].mode == 0o755
+    assert normalize([suid], keep_special_bits=True)[-1].mode == 0o4755
+
+
+def test_hard_links_stored_once(tmp_path):
+    a = Entry.file("/z/a", _data(b"same"), 4, link_key=("dev", 1))
+    b = Entry.file("/a/b", _data(b"same"), 4, link_key=("dev", 1))
+    layer = build_layer([a, b], blob_dir=tmp_path, epoch=0, compression="none")
+    with layer.opener() as f, tarfile.open(fileobj=f, mode="r|") as tar:
+        members = {m.name: m for m in tar}
+    assert members["a/b"].isfile() and members["a/b"].size == 4
+    assert members["z/a"].islnk() and members["z/a"].linkname == "a/b"
+
+
+def test_owner_names_empty_and_mtime_is_epoch(tmp_path):
+    layer = build_layer([Entry.bytes_file("/f", b"x", uid=65532, gid=65532)],
+                        blob_dir=tmp_path, epoch=1700000000)
+    with layer.opener() as f, tarfile.open(fileobj=f, mode="r|gz") as tar:
+        (member,) = list(tar)
+    assert (member.uid, member.gid, member.uname, member.gname) == (65532, 65532, "", "")
+    assert member.mtime == 1700000000
+
+
+def test_same_entries_any_order_same_digest(tmp_path):
+    entries = [Entry.bytes_file(f"/d/{i}", str(i).encode()) for i in range(20)]
+    one = build_layer(entries, blob_dir=tmp_path, epoch=0)
+    two = build_layer(list(reversed(entries)), blob_dir=tmp_path, epoch=0)
+    assert one.digest == two.digest and one.diff_id == two.diff_id
+
+
+def test_gzip_header_has_no_name_or_time(tmp_path):
+    layer = build_layer([Entry.bytes_file("/f", b"x")], blob_dir=tmp_path, epoch=99)
+    with layer.opener() as f:
+        header = f.read(10)
+    assert header[:3] == b"\x1f\x8b\x08" and header[3] == 0  # no FNAME flag
+    assert header[4:8] == b"\0\0\0\0"  # mtime 0
+
+
+def test_zstd_layers(tmp_path):
+    layer = build_layer([Entry.bytes_file("/f", b"x" * 1000)], blob_dir=tmp_path, epoch=0,
+                        compression="zstd")
+    assert layer.media_type.endswith("+zstd")
+    with layer.opener() as f:
+        assert f.read(4) == b"\x28\xb5\x2f\xfd"
+
+
+@pytest.mark.parametrize("path", ["/../etc/passwd", "a/../../b", "", "/a/\0"])
+def test_paths_escaping_root_refused(path):
+    with pytest.raises(UnsafePathError):
+        image_path(path)
+
+
+@pytest.mark.parametrize("target", ["../../etc/shadow", "../../../x"])
+def test_symlinks_climbing_out_refused(target):
+    with pytest.raises(UnsafePathError):
+        Entry.symlink("/app/link", target)
+
+
+def test_absolute_symlink_inside_root_allowed():
+    assert Entry.symlink("/etc/localtime", "/usr/share/zoneinfo/UTC").target.startswith("/usr")
+
+
+def test_file_and_directory_at_same_path_is_an_error():
+    with pytest.raises(InputError, match="both as a directory"):
+        normalize([Entry.directory("/x"), Entry.bytes_file("/x", b"1")])
+
+
+def test_file_changing_size_while_read_is_an_error(tmp_path):
+    liar = Entry.file("/f", _data(b"short"), 100)
+    with pytest.raises(InputError, match="change"):
+        build_layer([liar], blob_dir=tmp_path, epoch=0)
+    assert not list((tmp_path / "sha256").iterdir())

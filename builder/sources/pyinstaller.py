@@ -32,6 +32,7 @@ from typing import Any, Callable, Sequence
 from ..errors import FreezeError, InputError
 from ..layers.entries import Entry
 from .elfstrip import strip_tree
+from .files import tree_entries
 
 PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.9")
 """What is installed next to the app's requirements; part of every cache key."""
@@ -169,31 +170,14 @@ def pyinstaller_args(options: PyInstallerOptions) -> list[str]:
 
 
 def bundle_entries(dist_dir: Path, dest: str) -> list[Entry]:
-    """Entries for everything under ``dist_dir``, placed under image path ``dest``.
+    """Entries for everything under ``dist_dir`` (a :attr:`FrozenApp.dist_dir`), at ``dest``.
 
-    Sorted, owned by 0:0, modes kept but without group/other write and without
-    setuid/setgid; symlinks kept as links; hard links keyed by inode.
+    Modes are normalized by :func:`tree_entries` (0755 for executables and
+    libraries, 0644 otherwise), owners are 0:0, symlinks stay links.
     """
-    dist_dir = Path(dist_dir)
-    if not dist_dir.is_dir():
+    if not Path(dist_dir).is_dir():
         raise InputError(f"{dist_dir}: not a directory")
-    entries = [Entry.directory(dest)]
-    for root, dirs, files in os.walk(dist_dir):
-        dirs.sort()
-        rel_root = Path(root).relative_to(dist_dir)
-        for name in sorted(dirs + files):
-            host = Path(root) / name
-            image = f"{dest}/{(rel_root / name).as_posix()}"
-            st = host.lstat()
-            if host.is_symlink():
-                entries.append(Entry.symlink(image, os.readlink(host)))
-            elif host.is_dir():
-                entries.append(Entry.directory(image, st.st_mode & 0o755))
-            else:
-                entries.append(Entry.file(image, _opener(host), st.st_size, st.st_mode & 0o755,
-                                          link_key=(st.st_dev, st.st_ino) if st.st_nlink > 1
-                                          else None))
-    return entries
+    return tree_entries(Path(dist_dir), dest)
 
 
 # --- the venv --------------------------------------------------------------------------
@@ -381,7 +365,3 @@ def _check_inputs(options: PyInstallerOptions) -> None:
         raise InputError(f"pyinstaller entry {options.entry} does not exist")
     if options.requirements is not None and not options.requirements.is_file():
         raise InputError(f"requirements file {options.requirements} does not exist")
-
-
-def _opener(path: Path) -> Callable[[], Any]:
-    return lambda: open(path, "rb")

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install what ocibuild's tests and examples need on a Debian/Ubuntu machine:
+# the real peers the tests check against, and the project itself (editable).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+PACKAGES=(skopeo umoci runc podman docker-registry busybox-static apache2-utils
+          gnupg dpkg-dev gcc binutils ca-certificates pigz zstd buildah)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'

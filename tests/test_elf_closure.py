@@ -105,14 +105,17 @@ def test_runpath_origin_resolves_inside_the_image(native_app: Path) -> None:
     assert result.elf_files == 2
 
 
-def test_library_path_stands_for_ld_library_path(native_app: Path, tmp_path: Path) -> None:
+def test_library_path_stands_for_a_launchers_ld_library_path(native_app: Path, tmp_path: Path) -> None:
     _gcc("-o", native_app / "bin" / "plain", tmp_path / "src" / "main.c", "-L",
          native_app / "lib", "-lgreet")  # no RUNPATH: found only through library_path
     view = _view(tree_entries(native_app, "/app"))
     missing = resolve_closure(view, strict=False).missing
     assert ("/app/bin/plain", "libgreet.so.1") in missing
-    missing = resolve_closure(view, strict=False, library_path=["/app/lib"]).missing
+    missing = resolve_closure(view, strict=False, library_path={"/app": ["/app/lib"]}).missing
     assert ("/app/bin/plain", "libgreet.so.1") not in missing
+    # it applies only to the ELF files under its key, as a launcher's LD_LIBRARY_PATH does
+    missing = resolve_closure(view, strict=False, library_path={"/app/lib": ["/app/lib"]}).missing
+    assert ("/app/bin/plain", "libgreet.so.1") in missing
 
 
 def test_host_libraries_complete_the_closure(native_app: Path) -> None:

@@ -6,7 +6,7 @@ interpreter (``PT_INTERP``) and each ``DT_NEEDED`` soname resolve *inside the
 image*, searching in the dynamic loader's order::
 
     DT_RPATH (only if the object has no DT_RUNPATH; $ORIGIN = the object's dir)
-    library_path   (what LD_LIBRARY_PATH will be at run time, e.g. PyInstaller's _internal)
+    library_path   (what LD_LIBRARY_PATH is when a launcher loads them: see below)
     DT_RUNPATH
     the default dirs (/lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu, /lib64, ...)
 
@@ -63,14 +63,18 @@ class ClosureResult:
 
 def resolve_closure(files: Mapping[str, Entry], *,
                     search_dirs: Sequence[str] = DEFAULT_SEARCH_DIRS,
-                    library_path: Sequence[str] = (), host: bool = False,
+                    library_path: Mapping[str, Sequence[str]] | None = None,
+                    host: bool = False,
                     host_root: Path = Path("/"), runner: Runner = subprocess.run,
                     strict: bool = True) -> ClosureResult:
     """Check (and with ``host=True`` complete) the library closure of an image view.
 
     ``files`` maps image paths to entries (symlinks and hard links are followed
-    inside it). ``library_path`` lists image dirs the loader will also search, as
-    LD_LIBRARY_PATH. ``host_root`` and ``runner`` (for ``ldconfig -p``) let tests
+    inside it). ``library_path`` maps an image dir to the dirs the loader also
+    searches, as LD_LIBRARY_PATH, for ELF files *inside* that dir: PyInstaller's
+    bootloader is a plain executable (exec'd with no LD_LIBRARY_PATH), but what it
+    loads from ``_internal`` finds its siblings there, so a onedir bundle at
+    ``/app`` gives ``{"/app/_internal": ["/app/_internal"]}``. ``host_root`` and ``runner`` (for ``ldconfig -p``) let tests
     point the host side elsewhere. With ``strict`` (default) anything still
     missing raises :class:`ClosureError`; otherwise it is returned in ``missing``.
     """
@@ -92,7 +96,8 @@ def resolve_closure(files: Mapping[str, Entry], *,
         wanted += [(soname, False) for soname in info.needed]
         for name, is_interp in wanted:
             found = (view.resolve(name) if is_interp
-                     else _find_library(view, infos, path, info, name, library_path, search_dirs))
+                     else _find_library(view, infos, path, info, name,
+                                        _ld_library_path(path, library_path), search_dirs))
             if found is not None:
                 continue
             new = hostlibs.copy(view, name, info, is_interp) if hostlibs else []
@@ -131,6 +136,14 @@ def _find_library(view: "_View", infos: "_ElfCache", path: str, info: ElfInfo, s
         if candidate is not None and info.compatible(candidate):
             return real
     return None
+
+
+def _ld_library_path(path: str, library_path: Mapping[str, Sequence[str]] | None) -> list[str]:
+    dirs: list[str] = []
+    for top, extra in sorted((library_path or {}).items()):
+        if path.startswith(top.rstrip("/") + "/"):
+            dirs += extra
+    return dirs
 
 
 def _expand(entry: str, origin: str) -> str:

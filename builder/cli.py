@@ -42,7 +42,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .pipeline import BuildContext, build_epoch, build_image, default_cache_dir
     from .sinks.tarball import write_layout_dir, write_tarball
 
-    manifest = load_manifest(args.manifest)
+    manifest = _load_build_input(Path(args.manifest), args.tag)
     ctx = BuildContext(cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
                        epoch=build_epoch(), log=_err if not args.quiet else (lambda m: None),
                        strict=args.strict, insecure=args.insecure)
@@ -70,6 +70,9 @@ def cmd_build(args: argparse.Namespace) -> int:
                     "files": r.layer.file_count, "cached": r.cached}
                    for r in result.layers],
     }
+    if args.push:
+        from .registry.push import push_image
+        summary["pushed"] = push_image(image, args.push, insecure=args.insecure)
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
@@ -82,6 +85,100 @@ def cmd_build(args: argparse.Namespace) -> int:
     print(f"image  {image.digest}  {len(image.layers)} layers  "
           f"{_human(image.compressed_size)} compressed, {_human(image.uncompressed_size)} "
           f"uncompressed  user {user}{target}")
+    for ref in args.push or []:
+        print(f"pushed {ref}@{summary['pushed']}")
+    return EXIT_OK
+
+
+def _load_build_input(path: Path, tag: str | None):
+    """A manifest, or a base definition (``base_images/cc.yaml``) built on its own."""
+    from dataclasses import replace
+
+    from .manifest import BaseSpec, ConfigSpec, Manifest, load_manifest
+    from .oci.types import Platform
+
+    if path.suffix in (".yaml", ".yml") and path.is_file() and _is_base_definition(path):
+        from .sources.debian import load_base_definition
+        definition = load_base_definition(path)
+        manifest = Manifest(path.resolve(), tag or f"ocibuild/{definition.name}:latest",
+                            Platform("linux", definition.architecture),
+                            BaseSpec("definition", path=path.resolve()), (), ConfigSpec())
+    else:
+        manifest = load_manifest(path)
+        if tag:
+            manifest = replace(manifest, image=tag)
+    return manifest
+
+
+def _is_base_definition(path: Path) -> bool:
+    from .sources.debian.base import is_base_definition
+    return is_base_definition(path)
+
+
+# -- registry --------------------------------------------------------------------
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .registry.commands import push
+
+    result = push(args.image, args.refs, insecure=args.insecure, on_event=_progress(args))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        blobs = result["blobs"]
+        _err(f"blobs: {blobs['uploaded']} uploaded, {blobs['mounted']} mounted, "
+             f"{blobs['skipped']} already there")
+        for ref in result["pinned"]:
+            print(ref)
+    return EXIT_OK
+
+
+def _progress(args: argparse.Namespace):
+    if getattr(args, "quiet", False) or getattr(args, "json", False):
+        return None
+
+    def on_event(kind: str, digest: str, size: int) -> None:
+        _err(f"{kind:<9} {_short(digest)} {_human(size)}")
+    return on_event
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from .registry.commands import pull
+
+    result = pull(args.ref, args.output, platform=args.platform, insecure=args.insecure)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _err(f"pulled {result['reference']}: {result['layers']} layers → {result['output']}")
+        print(result["pinned"])
+    return EXIT_OK
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    from .registry.commands import resolve
+
+    print(resolve(args.ref, insecure=args.insecure))
+    return EXIT_OK
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from .registry.commands import login
+
+    if not args.password_stdin:
+        from .errors import InputError
+        raise InputError("login: pass the password on standard input with --password-stdin")
+    result = login(args.registry, args.username, True, insecure=args.insecure)
+    _err(f"login succeeded; credentials for {result['registry']} stored in {result['config']}")
+    return EXIT_OK
+
+
+# -- debian bases ----------------------------------------------------------------
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    from .sources.debian import load_base_definition, lock_base
+
+    definition = load_base_definition(Path(args.definition))
+    path = lock_base(definition, args.mirror)
+    print(path)
     return EXIT_OK
 
 
@@ -145,12 +242,57 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_build)
 
+    p.add_argument("-t", "--tag", help="image name to write instead of the manifest's")
+    p.add_argument("--push", action="append", metavar="REF",
+                   help="also push the image to REF (repeatable)")
+
+    p = sub.add_parser("push", help="push an image tarball to a registry")
+    p.add_argument("image", help="image tarball or OCI layout directory")
+    p.add_argument("refs", nargs="+", metavar="REF", help="registry/repo:tag (several allowed)")
+    _registry_flags(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("pull", help="pull an image from a registry into a tarball")
+    p.add_argument("ref", help="registry/repo:tag or registry/repo@sha256:…")
+    p.add_argument("-o", "--output", required=True, help="tarball to write")
+    p.add_argument("--platform", help="os/arch[/variant] to pick from an index "
+                                      "(default linux/amd64)")
+    _registry_flags(p)
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("resolve", help="print the digest a reference points at")
+    p.add_argument("ref")
+    _registry_flags(p, json_flag=False)
+    p.set_defaults(func=cmd_resolve)
+
+    p = sub.add_parser("login", help="store registry credentials like docker login")
+    p.add_argument("registry")
+    p.add_argument("-u", "--username", required=True)
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from standard input")
+    _registry_flags(p, json_flag=False)
+    p.set_defaults(func=cmd_login)
+
+    p = sub.add_parser("lock", help="resolve a base definition's Debian packages into a lock")
+    p.add_argument("definition", help="base definition, e.g. base_images/cc.yaml")
+    p.add_argument("--mirror", help="Debian mirror URL (default $OCIBUILD_DEBIAN_MIRROR, "
+                                    "then the host's apt sources)")
+    p.set_defaults(func=cmd_lock)
+
     p = sub.add_parser("inspect", help="show an image tarball's config, layers, largest files")
     p.add_argument("image", help="image tarball or OCI layout directory")
     p.add_argument("--top", type=int, default=10, help="how many of the largest files to list")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
     return parser
+
+
+def _registry_flags(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    p.add_argument("--insecure", action="store_true",
+                   help="allow plain HTTP and unverified TLS for this registry")
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def _version() -> str:

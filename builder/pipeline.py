@@ -10,6 +10,7 @@ into blobs, and :mod:`builder.oci.image` functions assemble the image value.
 from __future__ import annotations
 
 import os
+import posixpath
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InputError, ManifestError
-from .layers.build import build_layer
-from .layers.entries import Entry
+from .layers.build import build_layer, cached_layer, layer_cache_key
+from .layers.entries import Entry, Kind
+from .layers.tarwriter import normalize
+from .layers.view import blob_layer_entries, merge
 from .layers.reader import read_file
 from .manifest import ConfigSpec, LayerSpec, Manifest
 from .oci.image import Image, Layer, append_layers, empty_image, with_config
@@ -89,20 +92,72 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
     base, base_reports, warnings = _base_image(manifest, ctx, created)
     result = BuildResult(base, manifest.image, list(base_reports), list(warnings))
     image = base
-    all_entries: list[list[Entry]] = []
-    with tempfile.TemporaryDirectory(prefix="ocibuild-") as work:
+    with tempfile.TemporaryDirectory(prefix="ocibuild-") as tmp:
+        work = Path(tmp)
+        view: dict[str, Entry] = {}
+        for layer in base.layers:
+            merge(view, blob_layer_entries(layer, work))
+        library_path: list[str] = []
         for spec in manifest.layers:
-            entries, detail, cached = _layer_entries(spec, ctx, Path(work))
-            all_entries.append(entries)
-            layer = build_layer(entries, blob_dir=ctx.blob_dir, epoch=ctx.epoch,
-                                compression=manifest.compression, name=spec.name,
-                                history=_history(spec.name, created),
-                                keep_special_bits=spec.keep_special_bits)
+            entries, detail, cached, lib_dirs = _layer_entries(spec, ctx, work)
+            library_path += lib_dirs
+            entries = normalize(entries, keep_special_bits=spec.keep_special_bits)
+            merge(view, entries)
+            layer, reused = _build_or_reuse(entries, spec.name, manifest, ctx, created,
+                                            spec.keep_special_bits)
             image = append_layers(image, layer)
-            result.layers.append(LayerReport(spec.name, detail, layer, cached))
+            result.layers.append(LayerReport(spec.name, detail, layer, cached or reused))
+        libraries = _library_closure(view, library_path, manifest, ctx, created, result)
+        if libraries is not None:
+            image = append_layers(image, libraries.layer)
+            result.layers.append(libraries)
     image = _apply_config(image, manifest.config, manifest)
     result.image = image
     return result
+
+
+def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: BuildContext,
+                    created: str, keep_special_bits: bool) -> tuple[Layer, bool]:
+    """Build a layer, or reuse the one built from the very same inputs before.
+
+    The key covers every entry's metadata and its content stamp (host inode,
+    size, mtime and ctime, like git's index); an entry without a stamp means
+    the layer is always rebuilt.
+    """
+    history = _history(name, created)
+
+    def make() -> Layer:
+        return build_layer(entries, blob_dir=ctx.blob_dir, epoch=ctx.epoch,
+                           compression=manifest.compression, name=name, history=history,
+                           keep_special_bits=keep_special_bits)
+
+    if any(e.kind is Kind.FILE and e.stamp is None for e in entries):
+        return make(), False
+    key = layer_cache_key("entries", manifest.compression, ctx.epoch, keep_special_bits,
+                          sorted(history.items()),
+                          [(e.path, e.kind.value, e.mode, e.uid, e.gid, e.size, e.target,
+                            e.stamp) for e in entries])
+    return cached_layer(ctx.blob_dir, key, make)
+
+
+def _library_closure(view: dict[str, Entry], library_path: list[str], manifest: Manifest,
+                     ctx: BuildContext, created: str,
+                     result: BuildResult) -> LayerReport | None:
+    """Check every ELF file's libraries resolve in the image; add host ones if allowed."""
+    from .sources.closure import resolve_closure
+
+    host = manifest.libraries_from == "host"
+    closure = resolve_closure(view, library_path=library_path, host=host)
+    if not closure.host_entries:
+        return None
+    libs = sorted({p for p, e in ((e.path, e) for e in closure.host_entries)
+                   if e.kind is Kind.FILE})
+    result.warnings.append(
+        f"{len(libs)} shared libraries copied from the build host into layer 'libraries' "
+        "(vulnerability scanners cannot see host files; prefer a Debian base)")
+    entries = normalize(closure.host_entries)
+    layer, reused = _build_or_reuse(entries, "libraries", manifest, ctx, created, False)
+    return LayerReport("libraries", f"{len(libs)} from host", layer, reused)
 
 
 def _history(name: str, created: str) -> dict[str, str]:
@@ -114,13 +169,92 @@ def _base_image(manifest: Manifest, ctx: BuildContext,
     image = empty_image(manifest.platform, created)
     if manifest.base.kind == "scratch":
         return image, [], []
-    raise ManifestError(f"base {manifest.base.describe()!r}: only scratch is supported by "
-                        "this build of ocibuild", file=str(manifest.file), field="base")
+    if manifest.base.kind == "definition":
+        assert manifest.base.path is not None
+        return _debian_base(manifest.base.path, image, manifest, ctx, created)
+    return _registry_base(manifest, ctx, created)
 
 
-def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path) -> tuple[list[Entry], str, bool]:
+def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext,
+                 created: str) -> tuple[Image, list[LayerReport], list[str]]:
+    """A base built from a definition's locked Debian packages, as one cached layer."""
+    from .sources.debian import base_entries, load_base_definition
+    from .sources.debian.base import load_lock
+
+    definition = load_base_definition(path)
+    if definition.architecture != manifest.platform.architecture:
+        raise ManifestError(f"base {path.name} is for {definition.architecture}, the image "
+                            f"for {manifest.platform.architecture}", file=str(manifest.file),
+                            field="base")
+    lock = load_lock(definition)
+    key = layer_cache_key("debian-base", definition.lock_path.read_bytes(),
+                          path.read_bytes(), manifest.compression, ctx.epoch)
+    history = _history("base", created)
+    history["created_by"] = f"ocibuild: base {definition.name}"
+
+    def make() -> Layer:
+        return build_layer(base_entries(definition, lock, ctx.cache_dir),
+                           blob_dir=ctx.blob_dir, epoch=ctx.epoch,
+                           compression=manifest.compression, name="base", history=history,
+                           keep_special_bits=True)
+
+    layer, cached = cached_layer(ctx.blob_dir, key, make)
+    image = append_layers(image, layer)
+    defaults: dict[str, object] = {"Env": [f"{k}={v}" for k, v in definition.config.env]}
+    if definition.config.user:
+        defaults["User"] = definition.config.user
+    image = with_config(image, **defaults)
+    detail = f"{definition.name} ({definition.suite}, {len(lock.packages)} packages, locked)"
+    return image, [LayerReport("base", detail, layer, cached)], []
+
+
+def _registry_base(manifest: Manifest, ctx: BuildContext,
+                   created: str) -> tuple[Image, list[LayerReport], list[str]]:
+    """A base pulled from a registry (verified into the cache), its layers reused as-is."""
+    import copy
+
+    from .registry.pull import pull
+    from .registry.reference import parse_reference
+
+    ref_text = manifest.base.ref or ""
+    reference = parse_reference(ref_text)
+    warnings = []
+    pulled = pull(ref_text, manifest.platform, ctx.cache_dir, insecure=ctx.insecure)
+    if reference.digest is None:
+        pinned = str(reference.with_digest(pulled.manifest_digest))
+        message = (f"base {ref_text} is not pinned by digest; pin it for reproducible "
+                   f"builds: base: {pinned}")
+        if ctx.strict:
+            raise ManifestError(message, file=str(manifest.file), field="base")
+        warnings.append(message)
+    base = pulled.image
+    config = copy.deepcopy(base.config)
+    config["created"] = created
+    layers = tuple(_as_oci_layer(layer) for layer in base.layers)
+    image = Image(config, layers)
+    reports = [LayerReport(f"base[{i}]", f"from {reference.repository}", layer, True)
+               for i, layer in enumerate(layers)]
+    return image, reports, warnings
+
+
+def _as_oci_layer(layer: Layer) -> Layer:
+    """Docker media types become their OCI equivalents (same bytes, same digest)."""
+    from dataclasses import replace
+
+    from .oci.types import MediaType
+
+    oci = {MediaType.DOCKER_LAYER_GZIP.value: MediaType.OCI_LAYER_GZIP.value}
+    media = oci.get(layer.media_type)
+    if media is None:
+        return layer
+    return replace(layer, descriptor=replace(layer.descriptor, media_type=media))
+
+
+def _layer_entries(spec: LayerSpec, ctx: BuildContext,
+                   work: Path) -> tuple[list[Entry], str, bool, list[str]]:
+    """A manifest layer's entries, a one-line description, whether a cache served it,
+    and the image dirs its programs add to the loader's search path."""
     entries: list[Entry] = []
-    cached = False
     for d in spec.directories:
         entries.append(Entry.directory(d.path, d.mode, d.uid, d.gid))
     for f in spec.files:
@@ -129,17 +263,18 @@ def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path) -> tuple[list
         entries.append(Entry.symlink(s.path, s.target, s.uid, s.gid))
     if spec.tar is not None:
         entries.extend(tar_entries(spec.tar, work))
-    if spec.pyinstaller is not None:
-        from .sources.pyinstaller import bundle_entries, freeze
-        frozen = freeze(spec.pyinstaller, cache_dir=ctx.cache_dir / "pyinstaller",
-                        log=ctx.log)
-        cached = frozen.cached
-        entries.extend(bundle_entries(frozen.dist_dir, spec.dest))
-    files = sum(1 for e in entries if e.kind.value == "file")
+    files = sum(1 for e in entries if e.kind is Kind.FILE)
     detail = f"{files} file{'s' if files != 1 else ''}"
-    if spec.pyinstaller is not None:
-        detail = f"pyinstaller {spec.pyinstaller.entry.name}" + (" (cached)" if cached else "")
-    return entries, detail, cached
+    if spec.pyinstaller is None:
+        return entries, detail, False, []
+    from .sources.pyinstaller import bundle_entries, freeze
+
+    frozen = freeze(spec.pyinstaller, cache_dir=ctx.cache_dir / "pyinstaller", log=ctx.log,
+                    source_date_epoch=ctx.epoch)
+    entries.extend(bundle_entries(frozen.dist_dir, spec.dest))
+    detail = f"pyinstaller {spec.pyinstaller.entry.name}" + (" (cached)" if frozen.cached else "")
+    lib_dirs = [posixpath.join(spec.dest, d) for d in frozen.library_dirs]
+    return entries, detail, frozen.cached, lib_dirs
 
 
 # -- config --------------------------------------------------------------------

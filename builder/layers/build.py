@@ -7,10 +7,12 @@ memory beyond a copy buffer.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from ..oci.image import Layer
 from ..oci.types import Descriptor
@@ -55,3 +57,47 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
     return Layer(descriptor, uncompressed.digest, blob_opener(final),
                  history=dict(history or {}), uncompressed_size=uncompressed.size,
                  name=name, file_count=stats.files)
+
+
+# -- the layer cache -------------------------------------------------------------------
+#
+# A layer whose inputs have not changed is not re-tarred or re-compressed: the
+# caller names the inputs (a key), and the finished layer's descriptor is kept in
+# ``<blob_dir>/../layers/<key>.json`` beside its blob. A record whose blob is gone
+# or has the wrong size is ignored and rebuilt.
+
+LAYER_FORMAT_VERSION = "1"  # bump when the tar writer's output for the same entries changes
+
+
+def layer_cache_key(*parts: object) -> str:
+    h = hashlib.sha256(LAYER_FORMAT_VERSION.encode())
+    for part in parts:
+        data = part if isinstance(part, bytes) else repr(part).encode()
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def cached_layer(blob_dir: Path, key: str, make: Callable[[], Layer]) -> tuple[Layer, bool]:
+    """The layer recorded under ``key`` if its blob is intact, else ``make()`` (recorded)."""
+    record = blob_dir.parent / "layers" / f"{key}.json"
+    try:
+        data = json.loads(record.read_text())
+        path = blob_path(blob_dir, data["digest"])
+        if path.stat().st_size == data["size"]:
+            descriptor = Descriptor(data["media_type"], data["digest"], data["size"])
+            return Layer(descriptor, data["diff_id"], blob_opener(path),
+                         history=data["history"], uncompressed_size=data["uncompressed_size"],
+                         name=data["name"], file_count=data["files"]), True
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    layer = make()
+    record.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".record-", dir=record.parent)
+    with os.fdopen(fd, "w") as out:
+        json.dump({"digest": layer.digest, "size": layer.size, "media_type": layer.media_type,
+                   "diff_id": layer.diff_id, "history": layer.history,
+                   "uncompressed_size": layer.uncompressed_size, "name": layer.name,
+                   "files": layer.file_count}, out)
+    os.replace(tmp, record)
+    return layer, False

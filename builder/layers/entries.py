@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Callable
 
 from ..errors import UnsafePathError
@@ -48,12 +48,16 @@ class Entry:
     opener: Opener | None = None
     target: str = ""
     link_key: object | None = None
+    stamp: object | None = field(default=None, compare=False)
+    """What identifies a FILE's content cheaply (host dev/inode/size/mtime, or a
+    digest); the layer cache reuses a layer only when every file has one."""
 
     @staticmethod
     def file(path: str, opener: Opener, size: int, mode: int = 0o644, uid: int = 0,
-             gid: int = 0, link_key: object | None = None) -> "Entry":
+             gid: int = 0, link_key: object | None = None,
+             stamp: object | None = None) -> "Entry":
         return Entry(image_path(path), Kind.FILE, mode, uid, gid, size, opener,
-                     link_key=link_key)
+                     link_key=link_key, stamp=stamp)
 
     @staticmethod
     def directory(path: str, mode: int = 0o755, uid: int = 0, gid: int = 0) -> "Entry":
@@ -69,8 +73,10 @@ class Entry:
     def bytes_file(path: str, data: bytes, mode: int = 0o644, uid: int = 0,
                    gid: int = 0) -> "Entry":
         """A small generated file (``/etc/passwd``, a status stanza)."""
+        import hashlib
         import io
-        return Entry.file(path, lambda: io.BytesIO(data), len(data), mode, uid, gid)
+        return Entry.file(path, lambda: io.BytesIO(data), len(data), mode, uid, gid,
+                          stamp=hashlib.sha256(data).hexdigest())
 
 
 def image_path(path: str) -> str:

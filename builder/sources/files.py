@@ -30,7 +30,9 @@ def file_entry(src: Path, dest: str, st: os.stat_result, mode: int | None, uid: 
                gid: int) -> Entry:
     link_key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
     perms = mode if mode is not None else normalized_mode(st.st_mode) | (st.st_mode & 0o6000)
-    return Entry.file(dest, _opener(src), st.st_size, perms, uid, gid, link_key=link_key)
+    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return Entry.file(dest, _opener(src), st.st_size, perms, uid, gid, link_key=link_key,
+                      stamp=stamp)
 
 
 def tree_entries(src: Path, dest: str, mode: int | None = None, uid: int = 0,

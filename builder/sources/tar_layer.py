@@ -48,6 +48,8 @@ def tar_entries(path: Path, workdir: Path) -> list[Entry]:
         raise InputError(f"{path}: no such file") from e
     except (tarfile.TarError, OSError, EOFError) as e:
         raise InputError(f"{path}: not a readable tar archive ({e})") from e
+    st = path.stat()
+    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     entries: list[Entry] = []
     files: set[str] = set()
     for m in members:
@@ -61,7 +63,8 @@ def tar_entries(path: Path, workdir: Path) -> list[Entry]:
             entries.append(Entry(dest, Kind.DIR, m.mode & 0o7777, m.uid, m.gid))
         elif m.isreg():
             entries.append(Entry(dest, Kind.FILE, m.mode & 0o7777, m.uid, m.gid, m.size,
-                                 _member_opener(plain, m.offset_data, m.size)))
+                                 _member_opener(plain, m.offset_data, m.size),
+                                 stamp=(stamp, m.offset_data)))
             files.add(dest)
         elif m.issym():
             try:

@@ -130,7 +130,35 @@ class Registry:
                 self.proc.wait()
 
 
-def start_registry(tmp: Path, auth: dict[str, Any] | None = None) -> Registry:
+def self_signed(tmp: Path, ip: str = "127.0.0.1") -> tuple[Path, Path]:
+    """A self-signed server certificate (and key) for ``ip``, as PEM files."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
+                ipaddress.ip_address(ip))]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp / "tls.crt", tmp / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def start_registry(tmp: Path, auth: dict[str, Any] | None = None,
+                   tls: bool = False) -> Registry:
     """Start ``docker-registry serve`` on a free loopback port; wait until it answers."""
     exe = require("docker-registry")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -145,6 +173,9 @@ def start_registry(tmp: Path, auth: dict[str, Any] | None = None) -> Registry:
     }
     if auth:
         config["auth"] = auth
+    if tls:
+        cert, key = self_signed(tmp)
+        config["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
     cfg = tmp / "config.yml"
     cfg.write_text(json.dumps(config))  # JSON is YAML
     log = tmp / "registry.log"
@@ -156,7 +187,8 @@ def start_registry(tmp: Path, auth: dict[str, Any] | None = None) -> Registry:
         if proc.poll() is not None:
             raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
         try:
-            requests.get(f"http://{reg.host}/v2/", timeout=1)
+            requests.get(f"{'https' if tls else 'http'}://{reg.host}/v2/", timeout=1,
+                         verify=False)
             return reg
         except requests.ConnectionError:
             time.sleep(0.1)

@@ -34,13 +34,20 @@ def push(tar_path: str | Path, refs: Sequence[str], insecure: bool = False,
     image = read_image(Path(tar_path))
     pool = pool or ClientPool(insecure=insecure)
     digest = push_image(image, list(refs), insecure=insecure, pool=pool, on_event=on_event)
-    totals = {"uploaded": 0, "mounted": 0, "skipped": 0}
-    for client in pool._clients.values():
-        for key in totals:
-            totals[key] += getattr(client.stats, key)
     names = [str(parse_reference(r).with_digest(digest)) for r in refs]
     return {"digest": digest, "references": [str(parse_reference(r)) for r in refs],
-            "pinned": sorted(set(names)), "blobs": totals}
+            "pinned": sorted(set(names)), "blobs": pool.totals()}
+
+
+def progress_printer(stream: TextIO | None = None) -> Event:
+    """An ``on_event`` callback writing one quiet line per blob (for stderr, CI logs)."""
+    out = stream or sys.stderr
+
+    def event(action: str, digest: str, size: int) -> None:
+        out.write(f"{action:>8} {digest[:19]}  {size / 1e6:8.1f} MB\n")
+        out.flush()
+
+    return event
 
 
 def pull(ref: str, out: str | Path, platform: str | None = None, insecure: bool = False,
@@ -56,7 +63,7 @@ def pull(ref: str, out: str | Path, platform: str | None = None, insecure: bool 
     return {"reference": str(reference), "manifest_digest": pulled.manifest_digest,
             "digest": pulled.image.digest, "layers": len(pulled.image.layers),
             "output": str(out),
-            "pinned": str(reference.with_digest(pulled.manifest_digest))}
+            "pinned": str(reference.with_digest(pulled.resolved_digest))}
 
 
 def resolve(ref: str, insecure: bool = False) -> str:

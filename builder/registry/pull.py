@@ -15,13 +15,13 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ..errors import DigestMismatchError, ImageError
 from ..oci.image import Image, Layer
-from ..oci.types import Descriptor, Platform, check_digest
+from ..oci.types import Descriptor, MediaType, Platform, check_digest
 from .client import ManifestBlob, RegistryClient, pick_platform
 from .push import ClientPool
 from .reference import Reference, parse_reference
@@ -78,6 +78,8 @@ class Pulled:
     reference: Reference
     manifest_digest: str
     manifest: ManifestBlob
+    resolved_digest: str
+    """What the reference itself names: the index's digest for a multi-platform tag."""
 
 
 def _open(path: Path):  # type: ignore[no-untyped-def]
@@ -93,6 +95,7 @@ def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = No
     repo = reference.repository
     cache = BlobCache(cache_dir)
     manifest = client.get_manifest(repo, reference.identifier)
+    resolved = manifest.digest
     if manifest.is_index:
         chosen = pick_platform(manifest.json(), platform or Platform())
         manifest = client.get_manifest(repo, chosen.digest)
@@ -110,7 +113,7 @@ def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = No
                              f"{d.media_type!r}")
     config_path = cache.fetch(client, repo, config_desc)
     config = _load_config(config_path, reference)
-    if platform and manifest is not None and not _platform_matches(config, platform):
+    if platform and not _platform_matches(config, platform):
         raise ImageError(f"{reference} is for {config.get('os')}/{config.get('architecture')}, "
                          f"not {platform}")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
@@ -121,17 +124,26 @@ def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = No
                          f"{len(layer_descs)} layers")
     history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
     layers = tuple(
-        Layer(d, check_digest(diff_ids[i], "diff_id"), functools.partial(_open, paths[i]),
+        Layer(_as_oci(d), check_digest(diff_ids[i], "diff_id"), functools.partial(_open, paths[i]),
               history=dict(history[i]) if i < len(history) else {})
         for i, d in enumerate(layer_descs))
     image = Image(config, layers, dict(body.get("annotations") or {}))
-    return Pulled(image, reference, manifest.digest, manifest)
+    return Pulled(image, reference, manifest.digest, manifest, resolved)
 
 
 def pull_image(ref: str, platform: Platform | None = None, cache_dir: Path | None = None,
                *, insecure: bool = False, pool: ClientPool | None = None) -> Image:
     """The image ``ref`` names, its layers read from the verified local cache."""
     return pull(ref, platform, cache_dir, insecure=insecure, pool=pool).image
+
+
+_OCI_EQUIVALENT = {MediaType.DOCKER_LAYER_GZIP.value: MediaType.OCI_LAYER_GZIP.value}
+
+
+def _as_oci(desc: Descriptor) -> Descriptor:
+    """Docker's gzip layer type becomes OCI's: same bytes, so the image stays pure OCI."""
+    media_type = _OCI_EQUIVALENT.get(str(desc.media_type))
+    return replace(desc, media_type=media_type) if media_type else desc
 
 
 def _is_layer(media_type: str) -> bool:

@@ -66,6 +66,14 @@ class ClientPool:
                 **kwargs)
         return self._clients[registry]
 
+    def totals(self) -> dict[str, int]:
+        """Blob counts over every registry used: uploaded, mounted, skipped."""
+        out = {"uploaded": 0, "mounted": 0, "skipped": 0}
+        for client in self._clients.values():
+            for key in out:
+                out[key] += getattr(client.stats, key)
+        return out
+
 
 def push_image(image: Image, refs: Sequence[str], *, insecure: bool = False,
                jobs: int = 3, mount_from: Iterable[str] = (),

@@ -237,7 +237,8 @@ _FIXES: tuple[tuple[str, Callable[[re.Match[str]], str]], ...] = (
      lambda m: f"{m.group(1)} is missing from the bundle: add its package to collect_data"),
     (r"Script file '([^']+)' does not exist",
      lambda m: f"check the entry path ({m.group(1)})"),
-    (r"strip", lambda m: "install binutils (strip) or set strip: false"),
+    (r"SyntaxError", lambda m: "fix the syntax error shown above (PyInstaller compiles every "
+                                "module it collects)"),
 )
 
 

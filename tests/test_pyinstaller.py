@@ -1,0 +1,171 @@
+"""Freezing with the real PyInstaller: the venv and output caches, failures, reproducibility.
+
+The only stand-in is the runner: it records each command and runs it with
+subprocess.run, so the tests can tell whether pip or PyInstaller ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from builder.errors import FreezeError, InputError
+from builder.layers.entries import Kind
+from builder.sources.pyinstaller import FrozenApp, PyInstallerOptions, bundle_entries, freeze
+
+HELLO = 'import json\n\nprint(json.dumps({"hello": "frozen"}))\n'
+
+
+class Recorder:
+    """A runner that records every command and delegates to subprocess.run."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, cmd: list[str], **kwargs: Any) -> "subprocess.CompletedProcess[str]":
+        self.calls.append(list(cmd))
+        return subprocess.run(cmd, **kwargs)
+
+    def ran(self, module: str) -> int:
+        """How many calls ran ``python -m <module>``."""
+        return sum(1 for c in self.calls if "-m" in c and c[c.index("-m") + 1] == module)
+
+
+def _app(folder: Path, source: str = HELLO, tag: str = "") -> PyInstallerOptions:
+    """``folder/hello.py``; ``tag`` (a comment) gives a test a cache key of its own."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "hello.py").write_text(source + (f"# {tag}\n" if tag else ""))
+    return PyInstallerOptions(entry=folder / "hello.py")
+
+
+def _digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache for the module, so the venv is built once."""
+    return tmp_path_factory.mktemp("freeze-cache")
+
+
+def test_frozen_app_runs_and_becomes_entries(tmp_path: Path, shared_cache: Path) -> None:
+    frozen = freeze(_app(tmp_path / "src"), cache_dir=shared_cache)
+    assert isinstance(frozen, FrozenApp) and frozen.executable == "hello"
+    out = subprocess.run([str(frozen.dist_dir / "hello")], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == '{"hello": "frozen"}'
+    entries = {e.path: e for e in bundle_entries(frozen.dist_dir, "/app")}
+    assert entries["/app"].kind is Kind.DIR
+    assert entries["/app/hello"].kind is Kind.FILE and entries["/app/hello"].mode == 0o755
+    assert entries["/app/_internal/base_library.zip"].mode == 0o644
+    assert frozen.library_dirs == ("_internal",)
+    assert all(e.uid == 0 and e.gid == 0 for e in entries.values())
+
+
+def test_second_freeze_runs_neither_pip_nor_pyinstaller(tmp_path: Path,
+                                                        shared_cache: Path) -> None:
+    options = _app(tmp_path / "src", tag="second")
+    first = Recorder()
+    cold = freeze(options, cache_dir=shared_cache, runner=first)
+    assert first.ran("PyInstaller") == 1
+    again = Recorder()
+    warm = freeze(options, cache_dir=shared_cache, runner=again)
+    assert again.calls == []
+    assert warm.cached and warm.dist_dir == cold.dist_dir and warm.key == cold.key
+
+
+def test_changing_the_entry_reruns_pyinstaller_but_not_pip(tmp_path: Path,
+                                                           shared_cache: Path) -> None:
+    options = _app(tmp_path / "src", tag="changing")
+    freeze(options, cache_dir=shared_cache)
+    before = freeze(options, cache_dir=shared_cache)
+    # a touch that changes only the mtime is not a change: keys hash content
+    os.utime(options.entry, (1, 1))
+    assert freeze(options, cache_dir=shared_cache).key == before.key
+    options.entry.write_text(HELLO + "# edited\n")
+    runner = Recorder()
+    after = freeze(options, cache_dir=shared_cache, runner=runner)
+    assert runner.ran("PyInstaller") == 1
+    assert runner.ran("pip") == 0 and runner.ran("venv") == 0
+    assert not after.cached and after.key != before.key
+
+
+def test_options_are_part_of_the_key(tmp_path: Path, shared_cache: Path) -> None:
+    options = _app(tmp_path / "src", tag="options")
+    plain = freeze(options, cache_dir=shared_cache)
+    runner = Recorder()
+    other = freeze(PyInstallerOptions(entry=options.entry, hidden_imports=("csv",)),
+                   cache_dir=shared_cache, runner=runner)
+    assert other.key != plain.key and runner.ran("PyInstaller") == 1
+    assert any("--hidden-import" in c for c in runner.calls)
+
+
+def test_two_cold_freezes_in_different_dirs_are_byte_identical(tmp_path: Path) -> None:
+    one = freeze(_app(tmp_path / "a" / "src"), cache_dir=tmp_path / "a" / "cache")
+    two = freeze(_app(tmp_path / "elsewhere" / "deeper" / "src"),
+                 cache_dir=tmp_path / "elsewhere" / "cache")
+    assert not one.cached and not two.cached
+    assert one.key == two.key
+    assert _digests(one.dist_dir) == _digests(two.dist_dir)
+    # no build path leaks into the bundle
+    for path in one.dist_dir.rglob("*"):
+        if path.is_file():
+            assert str(tmp_path).encode() not in path.read_bytes(), path
+
+
+def test_onefile_gives_one_executable(tmp_path: Path, shared_cache: Path) -> None:
+    options = _app(tmp_path / "src")
+    frozen = freeze(PyInstallerOptions(entry=options.entry, mode="onefile"),
+                    cache_dir=shared_cache)
+    assert [p.name for p in frozen.dist_dir.iterdir()] == ["hello"]
+    assert frozen.library_dirs == ()
+    out = subprocess.run([str(frozen.dist_dir / "hello")], capture_output=True, text=True,
+                         check=True)
+    assert "frozen" in out.stdout
+
+
+def test_failed_freeze_shows_the_log_tail_and_a_fix(tmp_path: Path, shared_cache: Path) -> None:
+    options = _app(tmp_path / "src", "import json\nprint(json.dumps(\n")
+    with pytest.raises(FreezeError) as err:
+        freeze(options, cache_dir=shared_cache)
+    message = str(err.value)
+    assert "PyInstaller failed to freeze hello.py" in message
+    assert "  | " in message and "SyntaxError" in message
+    assert "likely fix: fix the syntax error" in message
+    assert not list((shared_cache / "tmp").iterdir())  # the scratch dir is gone
+
+
+def test_missing_module_hint_names_the_hidden_import(tmp_path: Path) -> None:
+    from builder.sources.pyinstaller import _freeze_failure  # the log → fix mapping
+
+    proc = subprocess.CompletedProcess(["x"], 1, stdout="...\nModuleNotFoundError: "
+                                       "No module named 'sklearn.ensemble'\n", stderr="")
+    message = _freeze_failure(PyInstallerOptions(entry=tmp_path / "app.py"), proc)
+    assert "likely fix: add sklearn.ensemble to hidden_imports" in message
+
+
+def test_pip_failure_is_a_freeze_error(tmp_path: Path) -> None:
+    options = _app(tmp_path / "src")
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("this is not a requirement ((\n")
+    with pytest.raises(FreezeError) as err:
+        freeze(PyInstallerOptions(entry=options.entry, requirements=requirements),
+               cache_dir=tmp_path / "cache")
+    assert "pip install -r requirements.txt failed" in str(err.value)
+    assert not (tmp_path / "cache" / "venv").exists() or not any(
+        p.name != ".tmp" and not p.name.startswith(".tmp-")
+        for p in (tmp_path / "cache" / "venv").iterdir())
+
+
+def test_bad_inputs_are_input_errors(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        freeze(PyInstallerOptions(entry=tmp_path / "nope.py"), cache_dir=tmp_path)
+    options = _app(tmp_path / "src")
+    with pytest.raises(InputError, match="mode"):
+        freeze(PyInstallerOptions(entry=options.entry, mode="twodir"), cache_dir=tmp_path)

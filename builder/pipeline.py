@@ -97,10 +97,11 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         view: dict[str, Entry] = {}
         for layer in base.layers:
             merge(view, blob_layer_entries(layer, work))
-        library_path: list[str] = []
+        library_path: dict[str, list[str]] = {}
         for spec in manifest.layers:
             entries, detail, cached, lib_dirs = _layer_entries(spec, ctx, work)
-            library_path += lib_dirs
+            for lib_dir in lib_dirs:
+                library_path.setdefault(lib_dir, []).append(lib_dir)
             entries = normalize(entries, keep_special_bits=spec.keep_special_bits)
             merge(view, entries)
             layer, reused = _build_or_reuse(entries, spec.name, manifest, ctx, created,
@@ -140,7 +141,8 @@ def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: Bu
     return cached_layer(ctx.blob_dir, key, make)
 
 
-def _library_closure(view: dict[str, Entry], library_path: list[str], manifest: Manifest,
+def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
+                     manifest: Manifest,
                      ctx: BuildContext, created: str,
                      result: BuildResult) -> LayerReport | None:
     """Check every ELF file's libraries resolve in the image; add host ones if allowed."""

@@ -137,3 +137,15 @@ def test_registry_down_with_default_policy_is_bounded(tmp_path):
     with pytest.raises(RegistryError, match="unreachable"):
         client.resolve("down/app", "1")
     assert time.monotonic() - start < 30
+
+
+def test_401_on_a_chunk_resends_the_same_bytes(proxy, registry, tmp_path):
+    """A re-authenticated chunk is the same chunk, not the next bytes of the stream."""
+    image = make_image(tmp_path / "img", layers=1, size=300_000)
+    proxy.add(Fault("PATCH", "/blobs/uploads/", skip=1, status=401,
+                    headers={"WWW-Authenticate": 'Basic realm="again"'}))
+    pool = ClientPool(retry=FAST, chunk_size=64 * 1024)
+    push_image(image, [f"{proxy.host}/faults/reauth:1"], pool=pool)
+    stats = pool.get(proxy.host).stats
+    assert (stats.resumed, stats.restarted) == (0, 0)
+    assert _inspect(registry, "faults/reauth:1")["Digest"] == image.digest

@@ -95,22 +95,65 @@ class ManifestBlob:
                                    MediaType.DOCKER_MANIFEST_LIST.value)
 
 
-def seek_to(stream: BinaryIO, offset: int) -> None:
-    """Position a fresh stream at ``offset``, by seeking or by reading past bytes."""
-    if offset == 0:
-        return
-    try:
-        if stream.seekable():
-            stream.seek(offset)
-            return
-    except (AttributeError, OSError):
+class BlobCursor:
+    """Reads a blob from any offset, reopening or seeking as needed.
+
+    Every attempt at a request body asks for ``section(offset, n)``, so a
+    request re-sent (after a 401, say) sends the same bytes again rather
+    than the next ones.
+    """
+
+    def __init__(self, opener: Callable[[], BinaryIO]) -> None:
+        self._opener = opener
+        self._stream: BinaryIO | None = None
+        self._pos = 0
+
+    def section(self, offset: int, length: int) -> SizedReader:
+        if self._stream is None or self._pos != offset:
+            self._position(offset)
+        assert self._stream is not None
+        return SizedReader(_Counting(self._stream, self), length, owns=False)
+
+    def _position(self, offset: int) -> None:
+        stream = self._stream
+        try:
+            if stream is not None and stream.seekable():
+                stream.seek(offset)
+                self._pos = offset
+                return
+        except (AttributeError, OSError):
+            pass
+        if stream is None or self._pos > offset:
+            self.close()
+            stream = self._stream = self._opener()
+            self._pos = 0
+        left = offset - self._pos
+        while left:
+            data = stream.read(min(left, _READ_BLOCK))
+            if not data:
+                raise ImageError(f"blob stream ended before offset {offset}")
+            left -= len(data)
+        self._pos = offset
+
+    def close(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+
+class _Counting:
+    """Keeps :class:`BlobCursor` told of the position as bytes are read."""
+
+    def __init__(self, stream: BinaryIO, cursor: BlobCursor) -> None:
+        self._stream, self._cursor = stream, cursor
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._cursor._pos += len(data)
+        return data
+
+    def close(self) -> None:
         pass
-    left = offset
-    while left:
-        data = stream.read(min(left, _READ_BLOCK))
-        if not data:
-            raise ImageError(f"blob stream ended before offset {offset}")
-        left -= len(data)
 
 
 class _Progress:
@@ -180,24 +223,25 @@ class RegistryClient:
         what = f"upload blob {desc.digest} ({desc.size} bytes) to {self.registry}/{repo}"
         scopes = (push_scope(repo),)
         state = _Progress()
-        failures = 0
-        while True:
-            try:
-                if state.location is None:
-                    state.location, state.offset = self._start_upload(repo, what, scopes), 0
-                self._send(repo, desc, opener, state, what, scopes)
-                self.stats.add(uploaded=1)
-                return
-            except RegistryError as e:
-                if not e.temporary:
-                    raise
-                failures += 1
-                if failures >= attempts:
-                    raise RegistryError(f"{what}: {e} (gave up after {failures} attempts)",
-                                        status=e.status, codes=e.codes, method=e.method,
-                                        url=e.url, temporary=True) from e
-                time.sleep(self.transport.retry.delay(failures - 1))
-                self._recover(repo, state, what, scopes)
+        src = BlobCursor(opener)
+        try:
+            for failures in range(1, attempts + 1):
+                try:
+                    if state.location is None:
+                        state.location, state.offset = self._start_upload(repo, what, scopes), 0
+                    self._send(repo, desc, src, state, what, scopes)
+                    self.stats.add(uploaded=1)
+                    return
+                except RegistryError as e:
+                    if not e.temporary or failures == attempts:
+                        raise RegistryError(
+                            f"{e} (gave up after {failures} attempts)" if e.temporary else str(e),
+                            status=e.status, codes=e.codes, method=e.method, url=e.url,
+                            temporary=e.temporary) from e
+                    time.sleep(self.transport.retry.delay(failures - 1))
+                    self._recover(repo, state, what, scopes)
+        finally:
+            src.close()
 
     def _start_upload(self, repo: str, what: str, scopes: tuple[str, ...]) -> str:
         resp = self.transport.request("POST", f"/v2/{repo}/blobs/uploads/", what=what,
@@ -230,47 +274,31 @@ class RegistryClient:
         self.stats.add(resumed=1)
         log.info("%s: resuming at byte %d", what, offset)
 
-    def _send(self, repo: str, desc: Descriptor, opener: Callable[[], BinaryIO],
-              state: _Progress, what: str, scopes: tuple[str, ...]) -> None:
+    def _send(self, repo: str, desc: Descriptor, src: BlobCursor, state: _Progress,
+              what: str, scopes: tuple[str, ...]) -> None:
         assert state.location is not None
-        src = opener()
+        while desc.size - state.offset > self.chunk_size:
+            n, start = self.chunk_size, state.offset
+            resp = self.transport.request(
+                "PATCH", state.location, what=what, scopes=scopes, retry=False,
+                headers={"Content-Type": "application/octet-stream",
+                         "Content-Range": f"{start}-{start + n - 1}"},
+                body=lambda: src.section(start, n), ok=(202,))
+            m = _RANGE.match(resp.headers.get("Range", "").strip())
+            if m and int(m.group(1)) + 1 != start + n:
+                raise RegistryError(f"{what}: registry holds {int(m.group(1)) + 1} bytes "
+                                    f"after a chunk ending at {start + n}", method="PATCH",
+                                    url=redact_url(resp.url), temporary=True)
+            state.location = self.transport.url(resp.headers.get("Location") or state.location)
+            state.offset = start + n
+            self.stats.add(bytes_uploaded=n)
+        start, rest = state.offset, desc.size - state.offset
         try:
-            seek_to(src, state.offset)
-            while desc.size - state.offset > self.chunk_size:
-                n = self.chunk_size
-                start = state.offset
-                resp = self.transport.request(
-                    "PATCH", state.location, what=what, scopes=scopes, retry=False,
-                    headers={"Content-Type": "application/octet-stream",
-                             "Content-Range": f"{start}-{start + n - 1}"},
-                    body=lambda: SizedReader(src, n, owns=False), ok=(202,))
-                m = _RANGE.match(resp.headers.get("Range", "").strip())
-                if m and int(m.group(1)) + 1 != start + n:
-                    raise RegistryError(f"{what}: registry holds {int(m.group(1)) + 1} bytes "
-                                        f"after a chunk ending at {start + n}",
-                                        method="PATCH", url=redact_url(resp.url),
-                                        temporary=True)
-                state.location = self.transport.url(resp.headers.get("Location")
-                                                    or state.location)
-                state.offset = start + n
-                self.stats.add(bytes_uploaded=n)
-            rest = desc.size - state.offset
-            resp = self._put(state.location, desc, src, rest, what, scopes)
-            self.stats.add(bytes_uploaded=rest)
-        finally:
-            src.close()
-        got = resp.headers.get("Docker-Content-Digest")
-        if got and got != desc.digest:
-            raise DigestMismatchError(what, desc.digest, got)
-
-    def _put(self, location: str, desc: Descriptor, src: BinaryIO, rest: int, what: str,
-             scopes: tuple[str, ...]) -> requests.Response:
-        headers = {"Content-Type": "application/octet-stream"}
-        try:
-            return self.transport.request(
-                "PUT", location, what=what, scopes=scopes, retry=False, headers=headers,
-                params={"digest": desc.digest},
-                body=lambda: SizedReader(src, rest, owns=False), ok=(201,))
+            resp = self.transport.request(
+                "PUT", state.location, what=what, scopes=scopes, retry=False,
+                headers={"Content-Type": "application/octet-stream"},
+                params={"digest": desc.digest}, body=lambda: src.section(start, rest),
+                ok=(201,))
         except RegistryError as e:
             if "DIGEST_INVALID" in e.codes or "SIZE_INVALID" in e.codes:
                 raise RegistryError(
@@ -278,6 +306,10 @@ class RegistryClient:
                     f"bytes do not match its descriptor", status=e.status, codes=e.codes,
                     method=e.method, url=e.url) from e
             raise
+        self.stats.add(bytes_uploaded=rest)
+        got = resp.headers.get("Docker-Content-Digest")
+        if got and got != desc.digest:
+            raise DigestMismatchError(what, desc.digest, got)
 
     def fetch_blob(self, repo: str, desc: Descriptor, dest: Path, *,
                    attempts: int = 3) -> Path:

@@ -216,6 +216,34 @@ def skopeo(*args: str, timeout: float = 120) -> str:
     return done.stdout
 
 
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A plain-HTTP docker-registry shared by a test module (import this into it)."""
+    reg = start_registry(tmp_path_factory.mktemp("registry"))
+    yield reg
+    reg.stop()
+
+
+def serve_loopback(handle: Callable[[BaseHTTPRequestHandler], None]) -> ThreadingHTTPServer:
+    """An HTTP/1.1 server on a free loopback port calling ``handle`` for every request."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _handle(self) -> None:
+            handle(self)
+
+        do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 # -- the fault-injecting proxy -------------------------------------------------------
 
 @dataclass
@@ -250,24 +278,8 @@ class FaultProxy:
         self.faults: list[Fault] = []
         self.seen: list[tuple[str, str, int]] = []
         self.lock = threading.Lock()
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _handle(self) -> None:
-                proxy._serve(self)
-
-            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_loopback(self._serve)
         self.host = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -421,21 +433,8 @@ class TokenIssuer:
             return key.sign(data, padding.PKCS1v15(), hashes.SHA256())
 
         self._sign: Callable[[bytes], bytes] = sign
-        issuer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                issuer._token(self)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = serve_loopback(self._token)
         self.realm = f"http://127.0.0.1:{self.server.server_address[1]}/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def registry_auth(self) -> dict[str, Any]:
         return {"token": {"realm": self.realm, "service": self.service, "issuer": self.issuer,

@@ -57,6 +57,10 @@ def _auth(user, password):
     return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def _login_file(docker_config, host, password=USERS["alice"]):
+    _write_config(docker_config, {"auths": {host: {"auth": _auth("alice", password)}}})
+
+
 # -- challenges and config --------------------------------------------------------
 
 def test_parse_bearer_challenge():
@@ -128,8 +132,7 @@ def test_missing_helper_is_a_clear_error(docker_config):
 # -- basic auth -------------------------------------------------------------------------
 
 def test_basic_auth_good_password(basic_registry, docker_config, tmp_path):
-    _write_config(docker_config, {"auths": {basic_registry.host: {
-        "auth": _auth("alice", USERS["alice"])}}})
+    _login_file(docker_config, basic_registry.host)
     image = make_image(tmp_path / "img")
     ref = f"{basic_registry.host}/private/app:1"
     assert push_image(image, [ref]) == image.digest
@@ -137,8 +140,7 @@ def test_basic_auth_good_password(basic_registry, docker_config, tmp_path):
 
 
 def test_basic_auth_bad_password(basic_registry, docker_config, tmp_path):
-    _write_config(docker_config, {"auths": {basic_registry.host: {
-        "auth": _auth("alice", "wrong-password-123")}}})
+    _login_file(docker_config, basic_registry.host, "wrong-password-123")
     image = make_image(tmp_path / "img", layers=1)
     with pytest.raises(RegistryError) as info:
         push_image(image, [f"{basic_registry.host}/private/app:2"])
@@ -188,7 +190,7 @@ def test_login_keeps_other_entries_and_uses_helper(basic_registry, docker_config
 
 def test_token_auth_push_and_pull(token_registry, docker_config, tmp_path):
     reg, issuer = token_registry
-    _write_config(docker_config, {"auths": {reg.host: {"auth": _auth("alice", USERS["alice"])}}})
+    _login_file(docker_config, reg.host)
     image = make_image(tmp_path / "img", layers=3)
     pool = ClientPool()
     ref = f"{reg.host}/tok/app:1"
@@ -203,19 +205,24 @@ def test_token_auth_push_and_pull(token_registry, docker_config, tmp_path):
 
 def test_token_auth_bad_password(token_registry, docker_config, tmp_path):
     reg, _ = token_registry
-    _write_config(docker_config, {"auths": {reg.host: {"auth": _auth("alice", "bad-pw-42")}}})
+    _login_file(docker_config, reg.host, "bad-pw-42")
     with pytest.raises(RegistryError) as info:
         push_image(make_image(tmp_path / "img", layers=1), [f"{reg.host}/tok/app:2"])
     assert info.value.status == 401 and "bad credentials" in str(info.value)
     assert "bad-pw-42" not in str(info.value)
 
 
+def _pushed_as_alice(host, docker_config, tmp_path, repo_tag):
+    """An image pushed to ``host/repo_tag`` with alice's credentials."""
+    _login_file(docker_config, host)
+    image = make_image(tmp_path / "img", layers=1)
+    push_image(image, [f"{host}/{repo_tag}"])
+    return image
+
+
 def test_token_auth_anonymous_can_pull_not_push(token_registry, docker_config, tmp_path):
     reg, _ = token_registry
-    _write_config(docker_config, {"auths": {reg.host: {"auth": _auth("alice", USERS["alice"])}}})
-    image = make_image(tmp_path / "img", layers=1)
-    ref = f"{reg.host}/tok/public:1"
-    push_image(image, [ref])
+    image = _pushed_as_alice(reg.host, docker_config, tmp_path, "tok/public:1")
     docker_config.unlink()
     client = RegistryClient(Transport(reg.host))
     assert client.resolve("tok/public", "1") == image.digest
@@ -226,10 +233,7 @@ def test_token_auth_anonymous_can_pull_not_push(token_registry, docker_config, t
 
 def test_expired_token_is_renewed(token_registry, docker_config, tmp_path):
     reg, issuer = token_registry
-    _write_config(docker_config, {"auths": {reg.host: {"auth": _auth("alice", USERS["alice"])}}})
-    image = make_image(tmp_path / "img", layers=1)
-    ref = f"{reg.host}/tok/renew:1"
-    push_image(image, [ref])
+    image = _pushed_as_alice(reg.host, docker_config, tmp_path, "tok/renew:1")
     client = RegistryClient(Transport(reg.host))
     client.resolve("tok/renew", "1")
     # Spoil the cached token: the registry refuses it, the client fetches another.

@@ -8,15 +8,9 @@ from builder.errors import InputError
 from builder.oci.types import Platform
 from builder.registry.base import load_base
 from builder.registry.push import push_image
-from registry_fixtures import make_image, skopeo, start_registry
+from registry_fixtures import make_image, registry, skopeo
 from builder.sinks.tarball import write_tarball
 
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
 
 
 def test_base_pushed_by_skopeo_used_by_digest(registry, tmp_path):

@@ -12,16 +12,10 @@ from builder.registry.client import RegistryClient
 from builder.registry.pull import BlobCache, pull
 from builder.registry.push import ClientPool, push_image
 from builder.registry.transport import RetryPolicy
-from registry_fixtures import Fault, FaultProxy, free_port, make_image, skopeo, start_registry
+from registry_fixtures import Fault, FaultProxy, free_port, make_image, registry, skopeo
 
 FAST = RetryPolicy(attempts=4, base_delay=0.05, max_delay=0.2, deadline=20)
 
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture

@@ -14,14 +14,8 @@ from builder.registry.client import RegistryClient
 from builder.registry.pull import BlobCache, pull, pull_image
 from builder.registry.push import push_image
 from builder.sinks.tarball import write_tarball
-from registry_fixtures import make_image, skopeo, start_registry
+from registry_fixtures import make_image, registry, skopeo
 
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
 
 
 def _skopeo_push(image, tmp_path, dest, *extra):

@@ -8,14 +8,8 @@ import pytest
 
 from builder.errors import InputError
 from builder.registry.push import ClientPool, push_image
-from registry_fixtures import make_image, skopeo, start_registry
+from registry_fixtures import make_image, registry, skopeo
 
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory):
-    reg = start_registry(tmp_path_factory.mktemp("registry"))
-    yield reg
-    reg.stop()
 
 
 def test_push_then_skopeo_inspect_and_copy_back(registry, tmp_path):

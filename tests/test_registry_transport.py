@@ -10,20 +10,13 @@ import urllib3
 
 from builder.registry.push import ClientPool, push_image
 from builder.registry.transport import RetryPolicy, Transport, redact_url
-from registry_fixtures import make_image, skopeo, start_registry
+from registry_fixtures import make_image, registry, skopeo, start_registry
 
 
 @pytest.fixture(scope="module")
 def tls_registry(tmp_path_factory):
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     reg = start_registry(tmp_path_factory.mktemp("tls"), tls=True)
-    yield reg
-    reg.stop()
-
-
-@pytest.fixture(scope="module")
-def plain_registry(tmp_path_factory):
-    reg = start_registry(tmp_path_factory.mktemp("plain"))
     yield reg
     reg.stop()
 
@@ -38,9 +31,9 @@ def test_loopback_tls_registry_with_self_signed_cert(tls_registry, tmp_path):
     assert info["Digest"] == image.digest
 
 
-def test_loopback_plain_http_fallback(plain_registry):
-    transport = Transport(plain_registry.host, credentials=None)
-    assert transport.base_url == f"http://{plain_registry.host}"
+def test_loopback_plain_http_fallback(registry):
+    transport = Transport(registry.host, credentials=None)
+    assert transport.base_url == f"http://{registry.host}"
 
 
 def test_non_loopback_is_https_with_verification_unless_insecure():
@@ -63,11 +56,11 @@ def test_retry_policy_backoff_is_bounded():
     assert p.delay(0, retry_after=3600) == 30
 
 
-def test_secrets_stay_out_of_logs_and_errors(plain_registry, tmp_path, caplog):
+def test_secrets_stay_out_of_logs_and_errors(registry, tmp_path, caplog):
     """Upload URLs carry a state token in the query; it never reaches a log line."""
     image = make_image(tmp_path / "img", layers=1, size=200_000)
     with caplog.at_level(logging.DEBUG, logger="ocibuild.registry"):
-        push_image(image, [f"{plain_registry.host}/logs/app:1"],
+        push_image(image, [f"{registry.host}/logs/app:1"],
                    pool=ClientPool(chunk_size=64 * 1024))
     text = caplog.text
     assert "PATCH" in text and "_state" not in text and "?" not in text

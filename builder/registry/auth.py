@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import requests
@@ -88,7 +88,7 @@ class CredentialStore:
         self.path = path or docker_config_path()
         self._runner = runner
 
-    def load(self) -> dict:
+    def load(self) -> dict[str, Any]:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -99,7 +99,7 @@ class CredentialStore:
             raise InputError(f"{self.path}: docker config is not a JSON object")
         return data
 
-    def helper_for(self, registry: str, config: dict | None = None) -> str | None:
+    def helper_for(self, registry: str, config: dict[str, Any] | None = None) -> str | None:
         config = self.load() if config is None else config
         helpers = config.get("credHelpers") or {}
         for key in _config_keys(registry):
@@ -172,7 +172,7 @@ class CredentialStore:
                           "auth": base64.b64encode(raw).decode("ascii")}
         self._write(config)
 
-    def _write(self, config: dict) -> None:
+    def _write(self, config: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".config.json.")
         try:

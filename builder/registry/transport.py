@@ -22,7 +22,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Protocol
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import requests
@@ -33,7 +33,11 @@ from .reference import is_loopback, normalize_registry, DEFAULT_REGISTRY, DOCKER
 
 log = logging.getLogger("ocibuild.registry")
 
-Body = bytes | Callable[[], BinaryIO] | None
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+Body = bytes | Callable[[], Readable] | None
 """A request body: bytes, or an opener giving a fresh stream for every attempt."""
 
 _NOT_GIVEN = object()
@@ -54,7 +58,7 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after)
-        return min(self.base_delay * (2 ** attempt), self.max_delay)
+        return float(min(self.base_delay * (2 ** attempt), self.max_delay))
 
 
 def redact_url(url: str) -> str:
@@ -119,15 +123,16 @@ class SizedReader:
     it in blocks, instead of reading it whole or falling back to chunked encoding.
     """
 
-    def __init__(self, stream: BinaryIO, length: int, *, owns: bool = True) -> None:
+    def __init__(self, stream: Readable, length: int, *, owns: bool = True) -> None:
         self._stream, self._left, self._len, self._owns = stream, length, length, owns
 
     def __len__(self) -> int:
         return self._len
 
     def close(self) -> None:
-        if self._owns:
-            self._stream.close()
+        closer = getattr(self._stream, "close", None)
+        if self._owns and callable(closer):
+            closer()
 
     def read(self, size: int = -1) -> bytes:
         if self._left <= 0:

@@ -8,7 +8,7 @@ import pytest
 
 from builder.errors import InputError
 from builder.registry.push import ClientPool, push_image
-from registry_fixtures import make_image, registry, skopeo
+from registry_fixtures import FaultProxy, make_image, registry, skopeo
 
 
 
@@ -44,12 +44,21 @@ def test_several_tags_in_one_push(registry, tmp_path):
 
 def test_second_push_uploads_nothing(registry, tmp_path):
     image = make_image(tmp_path / "img")
-    ref = f"{registry.host}/again/app:1"
-    push_image(image, [ref])
-    pool = ClientPool()
-    push_image(image, [ref], pool=pool)
-    stats = pool.get(registry.host).stats
+    proxy = FaultProxy(registry.host)  # counts what really reaches the registry
+    try:
+        ref = f"{proxy.host}/again/app:1"
+        push_image(image, [ref])
+        assert proxy.count("POST", "/blobs/uploads/") == len(image.layers) + 1
+        proxy.seen.clear()
+        pool = ClientPool()
+        push_image(image, [ref], pool=pool)
+    finally:
+        proxy.stop()
+    stats = pool.get(proxy.host).stats
     assert (stats.uploaded, stats.mounted, stats.skipped) == (0, 0, len(image.layers) + 1)
+    methods = sorted({m for m, _, _ in proxy.seen})
+    assert methods == ["GET", "HEAD", "PUT"]  # ping, blob checks, the manifest
+    assert proxy.count("PUT", "/blobs/") == 0
 
 
 def test_push_to_another_repository_mounts(registry, tmp_path):

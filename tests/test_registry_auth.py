@@ -243,3 +243,16 @@ def test_expired_token_is_renewed(token_registry, docker_config, tmp_path):
     n = len(issuer.requests)
     assert client.resolve("tok/renew", "1") == image.digest
     assert len(issuer.requests) == n + 1
+
+
+@pytest.mark.parametrize("password, ok", [(USERS["alice"], True), ("not-hers-77", False)])
+def test_login_against_token_registry(token_registry, docker_config, password, ok):
+    reg, _ = token_registry
+    if ok:
+        commands.login(reg.host, "alice", password)
+        assert CredentialStore().get(reg.host) == Credentials("alice", password)
+    else:
+        with pytest.raises(RegistryError, match="bad credentials") as info:
+            commands.login(reg.host, "alice", password)
+        assert password not in str(info.value)
+        assert not docker_config.exists()

@@ -71,3 +71,13 @@ def test_explicit_and_environment_win(apt_dir):
 def test_no_sources_says_what_to_do(tmp_path):
     with pytest.raises(DebianError, match=r"--mirror URL or set \$OCIBUILD_DEBIAN_MIRROR"):
         find_mirror("bookworm", env={}, apt_dir=tmp_path)
+
+
+def test_per_suite_mirrors_fall_through_to_apt_sources(apt_dir):
+    setting = "bookworm=http://a.example.invalid/debian/, sid=http://b.example.invalid/d"
+    assert find_mirror("bookworm", setting, env={}, apt_dir=apt_dir) == \
+        "http://a.example.invalid/debian"
+    assert find_mirror("bookworm-security", setting, env={}, apt_dir=apt_dir) == \
+        "http://security.example.invalid/debian-security"
+    env = {"OCIBUILD_DEBIAN_MIRROR": "bookworm-security=file:///srv/security"}
+    assert find_mirror("bookworm-security", env=env, apt_dir=apt_dir) == "file:///srv/security"

@@ -28,29 +28,29 @@ BASES = REPO / "base_images"
 
 
 @pytest.fixture(scope="module")
-def debian_mirror() -> str:
-    try:
-        mirror = find_mirror("bookworm")
-    except DebianError as e:
-        pytest.skip(f"no Debian mirror configured: {e}")
-    url = f"{mirror}/dists/bookworm/InRelease"
-    try:
-        response = requests.head(url, timeout=15, allow_redirects=True)
-    except requests.RequestException as e:
-        pytest.skip(f"Debian archive unreachable: tried {url}: {e}")
-    if response.status_code != 200:
-        pytest.skip(f"Debian archive unusable: tried {url}: HTTP {response.status_code}")
-    return mirror
+def cc(tmp_path_factory):
+    """cc.yaml copied to a temp dir, locked afresh there, with its .debs cached.
 
-
-@pytest.fixture(scope="module")
-def cc(debian_mirror, tmp_path_factory):
-    """cc.yaml copied to a temp dir, locked afresh there, with its .debs cached."""
+    Each suite's mirror comes from $OCIBUILD_DEBIAN_MIRROR or the host's apt
+    sources; an unconfigured or unreachable one skips with the URL tried.
+    """
     work = tmp_path_factory.mktemp("cc")
     shutil.copy(BASES / "cc.yaml", work / "cc.yaml")
     definition = load_base_definition(work / "cc.yaml")
+    for suite in definition.suites:
+        try:
+            mirror = find_mirror(suite)
+        except DebianError as e:
+            pytest.skip(f"no Debian mirror configured: {e}")
+        url = f"{mirror}/dists/{suite}/InRelease"
+        try:
+            response = requests.head(url, timeout=15, allow_redirects=True)
+        except requests.RequestException as e:
+            pytest.skip(f"Debian archive unreachable: tried {url}: {e}")
+        if response.status_code != 200:
+            pytest.skip(f"Debian archive unusable: tried {url}: HTTP {response.status_code}")
     cache = work / "cache"
-    lock_base(definition, debian_mirror, cache_dir=cache)
+    lock_base(definition, cache_dir=cache)
     return definition, load_lock(definition), cache
 
 

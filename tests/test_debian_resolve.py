@@ -56,7 +56,7 @@ def test_unknown_package_is_named(tmp_path, mirror, tiny_archive):
 def test_unsatisfiable_version_names_both_packages(mirror, tiny_archive):
     index = _index(mirror, tiny_archive)
     # Drop tiny-libc 2.0 from the index: only 1.5 is left, and app needs >= 2.0.
-    index._chunks["tiny-libc"] = [c for c in index._chunks["tiny-libc"]
+    index._chunks["tiny-libc"] = [(suite, c) for suite, c in index._chunks["tiny-libc"]
                                   if "Version: 2.0\n" not in c]
     index._parsed.pop("tiny-libc", None)
     with pytest.raises(DebianError, match=r"app 1\.0 depends on tiny-libc \(>= 2\.0\)"):
@@ -75,3 +75,29 @@ def test_virtual_package_requested_directly_is_explained(mirror, tiny_archive):
     index = _index(mirror, tiny_archive)
     with pytest.raises(DebianError, match="virtual, provided by: tiny-browser"):
         resolve(index, ["www-browser"], "amd64", [], "test")
+
+
+def test_update_suite_on_another_mirror_wins_by_version(tmp_path, tiny_archive, mirror, gpg_key):
+    from builder.sources.debian import base_entries
+    from builder.sources.debian.base import load_lock
+    from debian_fixtures import DebArchive, make_deb, serve
+
+    security = DebArchive(tmp_path / "security", gpg_key, suite="tiny-security")
+    security.add(make_deb(tmp_path, "tiny-libc", "2.0+sec1", files={"/usr/lib/fixed": b"ok"}))
+    security.publish()
+    path = write_definition(tmp_path, tiny_archive, ["app"], exclude=["debconf"])
+    path.write_text(path.read_text().replace(
+        "  architecture: amd64\n", "  architecture: amd64\n  updates: [tiny-security]\n"))
+    definition = load_base_definition(path)
+    with serve(security.root) as security_url:
+        mirrors = f"{tiny_archive.suite}={mirror},tiny-security={security_url}"
+        lock_base(definition, mirrors, cache_dir=tmp_path / "c1")
+        lock = load_lock(definition)
+        entries = {e.path for e in base_entries(definition, lock, tmp_path / "c2",
+                                                mirror=mirrors)}
+    libc = next(p for p in lock.packages if p.name == "tiny-libc")
+    assert (libc.version, libc.suite) == ("2.0+sec1", "tiny-security")
+    assert next(p for p in lock.packages if p.name == "app").suite == tiny_archive.suite
+    assert lock.suites == (tiny_archive.suite, "tiny-security")
+    assert [i.path for i in lock.indexes][-1] == "dists/tiny-security/main/binary-amd64/Packages.xz"
+    assert "/usr/lib/fixed" in entries

@@ -84,15 +84,32 @@ def host_sources(apt_dir: Path = Path("/etc/apt")) -> list[AptSource]:
     return sources
 
 
+def _pick(setting: str, suite: str) -> str | None:
+    """``URL`` serves every suite; ``SUITE=URL,SUITE=URL`` names a URL per suite."""
+    if "=" not in setting.split("://", 1)[0] and "," not in setting:
+        return setting.rstrip("/")
+    for item in setting.split(","):
+        name, sep, url = item.strip().partition("=")
+        if sep and name.strip() == suite:
+            return url.strip().rstrip("/")
+    return None
+
+
 def find_mirror(suite: str, explicit: str | None = None,
                 env: Mapping[str, str] | None = None,
                 apt_dir: Path = Path("/etc/apt")) -> str:
-    """The archive base URL (no trailing slash) that serves ``suite``."""
+    """The archive base URL (no trailing slash) that serves ``suite``.
+
+    ``explicit`` (``--mirror``) and ``$OCIBUILD_DEBIAN_MIRROR`` hold either one
+    URL for every suite or ``SUITE=URL,...`` pairs; a suite they do not name
+    falls through to the host's apt sources.
+    """
     env = os.environ if env is None else env
-    if explicit:
-        return explicit.rstrip("/")
-    if env.get(ENV_MIRROR):
-        return env[ENV_MIRROR].rstrip("/")
+    for setting in (explicit, env.get(ENV_MIRROR)):
+        if setting:
+            url = _pick(setting, suite)
+            if url:
+                return url
     sources = host_sources(apt_dir)
     for source in sources:
         if suite in source.suites:

@@ -28,6 +28,8 @@ from ...errors import DebianError, DigestMismatchError
 
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
+SUITE_FIELD = "X-Ocibuild-Suite"
+
 # Preferred first; all are listed in Release and checked against it.
 _PACKAGES_NAMES = ("Packages.xz", "Packages.gz", "Packages")
 
@@ -116,20 +118,21 @@ class IndexFile:
 class PackageIndex:
     """The ``Packages`` of one suite/component/arch, parsed on demand."""
 
-    _chunks: dict[str, list[str]] = field(default_factory=dict)   # name -> raw stanzas
+    _chunks: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # name -> (suite, stanza)
     _providers: dict[str, set[str]] = field(default_factory=dict)  # virtual -> names
     _parsed: dict[str, list[Packages]] = field(default_factory=dict)
 
     _NAME = re.compile(r"^Package:[ \t]*(\S+)", re.M)
     _PROVIDES = re.compile(r"^Provides:[ \t]*(.*(?:\n[ \t].*)*)", re.M)
 
-    def add_text(self, text: str) -> None:
+    def add_text(self, text: str, suite: str = "") -> None:
+        """Index a ``Packages`` file; ``suite`` is remembered as each stanza's origin."""
         for chunk in re.split(r"\n\s*\n", text):
             m = self._NAME.search(chunk)
             if not m:
                 continue
             name = m.group(1)
-            self._chunks.setdefault(name, []).append(chunk)
+            self._chunks.setdefault(name, []).append((suite, chunk))
             p = self._PROVIDES.search(chunk)
             if p:
                 for item in p.group(1).replace("\n", " ").split(","):
@@ -142,10 +145,25 @@ class PackageIndex:
         return len(self._chunks)
 
     def candidates(self, name: str) -> list[Packages]:
-        """Every stanza for a real package ``name`` (usually one per suite)."""
+        """Every stanza for a real package ``name`` (usually one per suite).
+
+        Each carries its origin suite in the extra field ``X-Ocibuild-Suite``.
+        """
         if name not in self._parsed:
-            self._parsed[name] = [Packages(chunk) for chunk in self._chunks.get(name, [])]
+            parsed = []
+            for suite, chunk in self._chunks.get(name, []):
+                stanza = Packages(chunk)
+                stanza[SUITE_FIELD] = suite
+                parsed.append(stanza)
+            self._parsed[name] = parsed
         return self._parsed[name]
+
+    def merge(self, other: "PackageIndex") -> None:
+        for name, chunks in other._chunks.items():
+            self._chunks.setdefault(name, []).extend(chunks)
+            self._parsed.pop(name, None)
+        for virtual, names in other._providers.items():
+            self._providers.setdefault(virtual, set()).update(names)
 
     def providers(self, virtual: str) -> list[str]:
         return sorted(self._providers.get(virtual, ()))
@@ -196,10 +214,17 @@ def load_index(mirror: str, suite: str, components: tuple[str, ...], architectur
     listed = _release_sha256(release)
     files = [IndexFile(inrelease_path, len(raw), sha256_bytes(raw))]
     index = PackageIndex()
-    # "No-Support-for-Architecture-all: Packages" means binary-<arch> already
-    # holds the arch:all packages, so binary-all would only repeat them.
+    # As apt does: binary-all is read only when Release lists "all" among its
+    # Architectures; "No-Support-for-Architecture-all: Packages" says that
+    # binary-<arch> holds the arch:all packages anyway, so binary-all would only
+    # repeat them.
+    # With "Acquire-By-Hash: yes", indexes are fetched by their digest, as apt
+    # does, so a mirror caught mid-sync cannot hand out a Packages file newer or
+    # older than the Release that was verified.
+    by_hash = release.get("Acquire-By-Hash", "").strip().lower() == "yes"
     arches = [architecture]
-    if release.get("No-Support-for-Architecture-all", "").strip() != "Packages":
+    if ("all" in release.get("Architectures", "").split()
+            and release.get("No-Support-for-Architecture-all", "").strip() != "Packages"):
         arches.append("all")
     for component in components:
         for arch in arches:
@@ -212,13 +237,14 @@ def load_index(mirror: str, suite: str, components: tuple[str, ...], architectur
                                   f"{component}/binary-{arch}")
             name = f"{rel_dir}/{found[0]}"
             size, digest = listed[name]
-            data = transport.get_bytes(f"{base}/{name}")
+            fetch_path = f"{rel_dir}/by-hash/SHA256/{digest}" if by_hash else name
+            data = transport.get_bytes(f"{base}/{fetch_path}")
             actual = sha256_bytes(data)
             if len(data) != size or actual != digest:
                 raise DigestMismatchError(f"{mirror}/dists/{suite}/{name} (checked against "
                                           "the signed Release)", f"sha256:{digest} ({size} bytes)",
                                           f"sha256:{actual} ({len(data)} bytes)")
             files.append(IndexFile(f"dists/{suite}/{name}", size, digest))
-            index.add_text(_decompress(name, data).decode("utf-8", errors="replace"))
+            index.add_text(_decompress(name, data).decode("utf-8", errors="replace"), suite)
     return ArchiveIndex(index, files, release.get("Codename", suite),
                         release.get("Suite", suite), release.get("Version", ""))

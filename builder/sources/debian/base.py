@@ -81,7 +81,7 @@ class BaseConfig:
 class BaseDefinition:
     path: Path
     name: str
-    suite: str
+    suite: str                    # the main suite (bookworm): os-release, lock name
     architecture: str
     components: tuple[str, ...]
     keyring: Path
@@ -94,6 +94,11 @@ class BaseDefinition:
     keep: tuple[str, ...] = DEFAULT_KEEP
     timezone: str = "Etc/UTC"
     config: BaseConfig = field(default_factory=BaseConfig)
+    updates: tuple[str, ...] = ()  # suites layered on top: bookworm-updates, bookworm-security
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        return (self.suite,) + self.updates
 
     @property
     def lock_path(self) -> Path:
@@ -163,6 +168,7 @@ def load_base_definition(path: Path) -> BaseDefinition:
     deb = top.required("debian").mapping()
     suite = deb.required("suite").str()
     architecture = deb.required("architecture").str()
+    updates = deb.optional("updates", lambda n: n.str_list(), ())
     components = deb.optional("components", lambda n: n.str_list(), ("main",))
     keyring_node = deb.get("keyring")
     keyring = DEBIAN_KEYRING
@@ -238,7 +244,8 @@ def load_base_definition(path: Path) -> BaseDefinition:
     return BaseDefinition(path, name, suite, architecture, tuple(components), keyring,
                           packages, tuple(exclude), tuple(sorted(users.values(), key=lambda u: u.uid)),
                           tuple(sorted(groups.values(), key=lambda g: g.gid)),
-                          tuple(directories), tuple(drop), tuple(keep), timezone, config)
+                          tuple(directories), tuple(drop), tuple(keep), timezone, config,
+                          tuple(updates))
 
 
 # ---------------------------------------------------------------- locking
@@ -253,21 +260,26 @@ def lock_base(definition: BaseDefinition, mirror: str | None = None, *,
     written once every package it names is known to be fetchable and intact.
     Nothing is written on any error.
     """
-    url = find_mirror(definition.suite, mirror)
-    archive = load_index(url, definition.suite, definition.components,
-                         definition.architecture, definition.keyring, transport)
-    where = f"{url} {definition.suite}/{','.join(definition.components)}"
-    resolved = resolve(archive.packages, definition.packages, definition.architecture,
+    urls = {suite: find_mirror(suite, mirror) for suite in definition.suites}
+    archives = [load_index(urls[suite], suite, definition.components, definition.architecture,
+                           definition.keyring, transport) for suite in definition.suites]
+    main = archives[0]
+    for extra in archives[1:]:
+        main.packages.merge(extra.packages)
+    where = " + ".join(f"{urls[s]} {s}" for s in definition.suites)
+    where += f" ({','.join(definition.components)})"
+    resolved = resolve(main.packages, definition.packages, definition.architecture,
                        definition.exclude, where)
     packages = tuple(LockedPackage(r.name, r.version, r.architecture, r.filename, r.size,
-                                   r.sha256) for r in resolved)
+                                   r.sha256, r.suite) for r in resolved)
     if prefetch:
         cache = DebCache(cache_dir or default_cache_dir())
         for pkg in packages:
-            cache.ensure(pkg, lambda: url, transport)
-    lock = Lock(archive.suite, archive.codename, archive.version, definition.architecture,
+            cache.ensure(pkg, functools.partial(urls.__getitem__, pkg.suite), transport)
+    indexes = tuple(LockedIndex(f.path, f.size, f.sha256) for a in archives for f in a.files)
+    lock = Lock(main.suite, main.codename, main.version, definition.architecture,
                 definition.components, definition.packages, definition.exclude,
-                tuple(LockedIndex(f.path, f.size, f.sha256) for f in archive.files), packages)
+                indexes, packages, definition.suites)
     return write_lock(lock, definition.lock_path)
 
 
@@ -282,8 +294,9 @@ def load_lock(definition: BaseDefinition, path: Path | None = None) -> Lock:
         stale.append("exclude")
     if lock.architecture != definition.architecture:
         stale.append("architecture")
-    if definition.suite not in (lock.suite, lock.codename):
-        stale.append("suite")
+    if definition.suite not in (lock.suite, lock.codename) or \
+            tuple(lock.suites[1:]) != definition.updates:
+        stale.append("suites")
     if stale:
         raise DebianError(f"{lock_path} is out of date with {definition.path} "
                           f"({', '.join(stale)} changed): run 'ocibuild lock {definition.path}'")
@@ -340,19 +353,16 @@ def base_entries(definition: BaseDefinition, lock: Lock | None = None,
     """
     lock = lock or load_lock(definition)
     cache = DebCache(cache_dir or default_cache_dir())
-    mirror_url: list[str] = []
-
-    def lazy_mirror() -> str:
-        if not mirror_url:
-            mirror_url.append(find_mirror(definition.suite, mirror))
-        return mirror_url[0]
+    @functools.cache
+    def mirror_for(suite: str) -> str:
+        return find_mirror(suite, mirror)
 
     drop, keep = _glob_regex(definition.drop), _glob_regex(definition.keep)
     entries: dict[str, Entry] = {}
     owner: dict[str, str] = {}
     generated: list[Entry] = []
     for pkg in sorted(lock.packages, key=lambda p: p.name):
-        deb = cache.ensure(pkg, lazy_mirror, transport)
+        deb = cache.ensure(pkg, functools.partial(mirror_for, pkg.suite), transport)
         control, members = cache.members(pkg, deb)
         got = (_control_field(control["control"], "Package"),
                _control_field(control["control"], "Version"))

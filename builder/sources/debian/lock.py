@@ -30,6 +30,7 @@ class LockedPackage:
     filename: str        # archive path, e.g. pool/main/g/glibc/libc6_..._amd64.deb
     size: int
     sha256: str
+    suite: str = ""      # the suite it was resolved from (bookworm, bookworm-security, ...)
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,13 @@ class Lock:
     exclude: tuple[str, ...]
     indexes: tuple[LockedIndex, ...]
     packages: tuple[LockedPackage, ...]
+    suites: tuple[str, ...] = ()   # every suite resolved from, the main one first
 
     def to_json(self) -> bytes:
         doc: dict[str, Any] = {
             "lockVersion": LOCK_VERSION,
             "suite": self.suite, "codename": self.codename, "version": self.version,
+            "suites": list(self.suites or (self.codename,)),
             "architecture": self.architecture, "components": list(self.components),
             "requested": list(self.requested), "exclude": list(self.exclude),
             "indexes": [asdict(i) for i in self.indexes],
@@ -94,13 +97,15 @@ def read_lock(path: Path) -> Lock:
             raise DebianError(f"{path}: unsupported lockVersion {doc.get('lockVersion')!r}")
         packages = tuple(LockedPackage(str(p["name"]), str(p["version"]),
                                        str(p["architecture"]), str(p["filename"]),
-                                       int(p["size"]), str(p["sha256"]))
+                                       int(p["size"]), str(p["sha256"]),
+                                       str(p.get("suite") or doc["codename"]))
                          for p in doc["packages"])
         indexes = tuple(LockedIndex(str(i["path"]), int(i["size"]), str(i["sha256"]))
                         for i in doc["indexes"])
         lock = Lock(str(doc["suite"]), str(doc["codename"]), str(doc.get("version", "")),
                     str(doc["architecture"]), tuple(doc["components"]),
-                    tuple(doc["requested"]), tuple(doc["exclude"]), indexes, packages)
+                    tuple(doc["requested"]), tuple(doc["exclude"]), indexes, packages,
+                    tuple(doc.get("suites") or (doc["codename"],)))
     except (KeyError, TypeError, ValueError) as e:
         raise DebianError(f"{path}: malformed lock file: {e!r}") from e
     for p in lock.packages:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from debian.debian_support import Version, version_compare
 
 from ...errors import DebianError
-from .archive import PackageIndex
+from .archive import SUITE_FIELD, PackageIndex
 
 _OPS = {
     "<<": lambda c: c < 0, "<=": lambda c: c <= 0, "=": lambda c: c == 0,
@@ -42,6 +42,7 @@ class Resolved:
     filename: str
     size: int
     sha256: str
+    suite: str           # the suite whose index named it (picks the mirror to fetch from)
     stanza: str          # the raw Packages stanza, for messages and debugging
 
 
@@ -150,7 +151,8 @@ def resolve(index: PackageIndex, requested: Iterable[str], architecture: str,
         s = chosen[name]
         try:
             out.append(Resolved(name, s["Version"], s["Architecture"], s["Filename"],
-                                int(s["Size"]), s["SHA256"].lower(), str(s)))
+                                int(s["Size"]), s["SHA256"].lower(), s.get(SUITE_FIELD, ""),
+                                str(s)))
         except KeyError as e:
             raise DebianError(f"{where}: stanza of {name} lacks field {e}") from e
     return out

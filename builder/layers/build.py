@@ -66,7 +66,7 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
 # ``<blob_dir>/../layers/<key>.json`` beside its blob. A record whose blob is gone
 # or has the wrong size is ignored and rebuilt.
 
-LAYER_FORMAT_VERSION = "1"  # bump when the tar writer's output for the same entries changes
+LAYER_FORMAT_VERSION = "2"  # bump when the tar writer's or a compressor's output changes
 
 
 def layer_cache_key(*parts: object) -> str:

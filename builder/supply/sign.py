@@ -1,0 +1,85 @@
+"""``ocibuild sign REF --key cosign.key``: cosign-compatible image signatures.
+
+A reference by tag is first resolved to the manifest digest it names now;
+the digest is what gets signed. The simple-signing payload is signed with
+ECDSA-P256/SHA-256 and appended to ``REPO:sha256-<hex>.sig``.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from ..errors import InputError
+from ..oci.types import Descriptor, sha256_digest
+from ..registry.push import ClientPool
+from ..registry.reference import Reference, parse_reference
+from .keys import PasswordSource, cosign_password, load_private_key, read_key_file, sign_bytes
+from .simplesigning import (SIGNATURE_ANNOTATION, SIMPLESIGNING_MEDIA_TYPE, docker_reference,
+                            make_payload, signature_tag)
+from .store import append_signature
+
+
+@dataclass(frozen=True)
+class SignResult:
+    reference: str
+    """``REGISTRY/REPO@sha256:…``: what was signed."""
+    digest: str
+    signature_ref: str
+    """``REGISTRY/REPO:sha256-<hex>.sig``."""
+    signature_manifest: str
+    payload_digest: str
+    added: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"reference": self.reference, "digest": self.digest,
+                "signature": self.signature_ref, "signature_manifest": self.signature_manifest,
+                "payload_digest": self.payload_digest, "added": self.added}
+
+
+def parse_annotations(pairs: list[str] | None) -> dict[str, str]:
+    """``["k=v", …]`` (the ``-a`` flags) → a dict; a pair without ``=`` is an error."""
+    out: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InputError(f"annotation {pair!r}: expected key=value")
+        out[key] = value
+    return out
+
+
+def load_signing_key(key_path: Path | str,
+                     password: PasswordSource = cosign_password) -> ec.EllipticCurvePrivateKey:
+    return load_private_key(read_key_file(key_path, "key"), password, f"key {key_path}")
+
+
+def sign(ref: str, key_path: Path | str, *, annotations: Mapping[str, str] | None = None,
+         password: PasswordSource = cosign_password, insecure: bool = False,
+         pool: ClientPool | None = None) -> SignResult:
+    """Sign the image ``ref`` names (resolved to its digest) and push the signature."""
+    key = load_signing_key(key_path, password)
+    return sign_with_key(ref, key, annotations=annotations, insecure=insecure, pool=pool)
+
+
+def sign_with_key(ref: str | Reference, key: ec.EllipticCurvePrivateKey, *,
+                  annotations: Mapping[str, str] | None = None, insecure: bool = False,
+                  pool: ClientPool | None = None) -> SignResult:
+    reference = ref if isinstance(ref, Reference) else parse_reference(ref)
+    pool = pool or ClientPool(insecure=insecure)
+    client = pool.get(reference.registry)
+    repo = reference.repository
+    digest = client.resolve(repo, reference.identifier)
+    if reference.digest and digest != reference.digest:
+        raise InputError(f"{reference}: the registry serves {digest} for this digest")
+    payload = make_payload(docker_reference(reference), digest, dict(annotations or {}))
+    signature = base64.b64encode(sign_bytes(key, payload)).decode("ascii")
+    desc = Descriptor(SIMPLESIGNING_MEDIA_TYPE, sha256_digest(payload), len(payload),
+                      {SIGNATURE_ANNOTATION: signature})
+    manifest_digest, added = append_signature(client, repo, digest, desc, payload)
+    pinned = reference.with_digest(digest)
+    return SignResult(str(pinned), digest, f"{reference.name}:{signature_tag(digest)}",
+                      manifest_digest, desc.digest, added)

@@ -38,7 +38,7 @@ PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-c
 """What is installed next to the app's requirements; part of every cache key."""
 
 MODES = ("onedir", "onefile")
-_KEY_VERSION = "1"  # bump when the layout or the PyInstaller command line changes
+_KEY_VERSION = "2"  # bump when the layout or the PyInstaller command line changes
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".venv", "venv", "build", "dist",
               ".mypy_cache", ".pytest_cache"}
 _LOG_TAIL_LINES = 40
@@ -141,6 +141,7 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         produced = scratch / "dist" / (exe if options.mode == "onedir" else "")
         if proc.returncode != 0 or not (produced / exe).exists():
             raise FreezeError(_freeze_failure(options, proc))
+        _drop_outside_records(produced)
         if options.strip and options.mode == "onedir":
             report = strip_tree(produced, skip=(exe,), runner=runner)
             log(f"pyinstaller: stripped {len(report.stripped)} files, saved "
@@ -178,6 +179,20 @@ def bundle_entries(dist_dir: Path, dest: str) -> list[Entry]:
     if not Path(dist_dir).is_dir():
         raise InputError(f"{dist_dir}: not a directory")
     return tree_entries(Path(dist_dir), dest)
+
+
+def _drop_outside_records(bundle: Path) -> None:
+    """Remove RECORD rows for files outside site-packages (``../../../bin/flask``).
+
+    Those are console scripts, which a bundle never holds; their hashes cover a
+    shebang naming the build venv's path, so keeping the rows would make two
+    builds in different directories differ.
+    """
+    for record in sorted(bundle.rglob("*.dist-info/RECORD")):
+        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if not line.startswith("../")]
+        if kept != lines:
+            record.write_text("".join(kept), encoding="utf-8")
 
 
 # --- the venv --------------------------------------------------------------------------

@@ -91,6 +91,7 @@ class DebArchive:
     key: GpgKey
     suite: str = "testing-ocibuild"
     debs: list[Path] = field(default_factory=list)
+    by_hash: bool = False     # also publish indexes under by-hash/SHA256/ (as Debian does)
 
     def add(self, deb: Path) -> None:
         self.debs.append(deb)
@@ -115,9 +116,12 @@ class DebArchive:
         (bin_dir / "Packages").write_bytes(packages)
         (bin_dir / "Packages.xz").write_bytes(lzma.compress(packages))
         lines = []
-        for f in sorted(bin_dir.iterdir()):
+        for f in sorted(p for p in bin_dir.iterdir() if p.is_file()):
             rel = f.relative_to(dist).as_posix()
             lines.append(f" {sha256_file(f)} {f.stat().st_size:>8} {rel}")
+            if self.by_hash:
+                (bin_dir / "by-hash" / "SHA256").mkdir(parents=True, exist_ok=True)
+                (bin_dir / "by-hash" / "SHA256" / sha256_file(f)).write_bytes(f.read_bytes())
         release = textwrap.dedent(f"""\
             Origin: ocibuild-test
             Suite: {self.suite}
@@ -126,8 +130,7 @@ class DebArchive:
             Architectures: amd64
             Components: main
             No-Support-for-Architecture-all: Packages
-            SHA256:
-            """) + "\n".join(lines) + "\n"
+            """) + ("Acquire-By-Hash: yes\n" if self.by_hash else "") + "SHA256:\n" + "\n".join(lines) + "\n"
         (dist / "Release").write_text(release)
         inrelease = dist / "InRelease"
         inrelease.unlink(missing_ok=True)

@@ -64,3 +64,44 @@ def test_unreachable_mirror_is_an_error(tiny_archive):
     with pytest.raises(DebianError, match="127.0.0.1:9"):
         load_index("http://127.0.0.1:9", tiny_archive.suite, ("main",), "amd64",
                    tiny_archive.key.keyring)
+
+
+def test_by_hash_survives_a_mirror_caught_mid_sync(tmp_path, gpg_key):
+    """Packages.xz by name is already newer than the signed Release; by-hash is not."""
+    from debian_fixtures import DebArchive, make_deb, serve
+
+    archive = DebArchive(tmp_path / "repo", gpg_key, by_hash=True)
+    archive.add(make_deb(tmp_path, "hello", "1.0"))
+    archive.publish()
+    archive.packages_path().write_bytes(lzma.compress(b"Package: newer\nVersion: 2\n"))
+    with serve(archive.root) as url:
+        index = load_index(url, archive.suite, ("main",), "amd64", gpg_key.keyring)
+    assert [p["Version"] for p in index.packages.candidates("hello")] == ["1.0"]
+
+
+def test_binary_all_is_read_when_release_lists_it(tmp_path, gpg_key):
+    from debian_fixtures import DebArchive, make_deb, serve
+
+    archive = DebArchive(tmp_path / "repo", gpg_key)
+    archive.add(make_deb(tmp_path, "hello", "1.0"))
+    archive.publish()
+    dist = archive.root / "dists" / archive.suite
+    all_dir = dist / "main" / "binary-all"
+    all_dir.mkdir()
+    (all_dir / "Packages").write_text("Package: noarch\nVersion: 3\nArchitecture: all\n"
+                                      "Filename: pool/x.deb\nSize: 1\nSHA256: " + "0" * 64 + "\n")
+    import hashlib
+    data = (all_dir / "Packages").read_bytes()
+    release = (dist / "Release").read_text()
+    release = release.replace("Architectures: amd64", "Architectures: all amd64").replace(
+        "No-Support-for-Architecture-all: Packages\n", "")
+    release += f" {hashlib.sha256(data).hexdigest()} {len(data):>8} main/binary-all/Packages\n"
+    (dist / "Release").write_text(release)
+    import subprocess
+    (dist / "InRelease").unlink()
+    subprocess.run(["gpg", "--batch", "--clearsign", "--output", str(dist / "InRelease"),
+                    str(dist / "Release")], check=True, capture_output=True, env=gpg_key.env())
+    with serve(archive.root) as url:
+        index = load_index(url, archive.suite, ("main",), "amd64", gpg_key.keyring)
+    assert [p["Version"] for p in index.packages.candidates("noarch")] == ["3"]
+    assert index.files[-1].path.endswith("main/binary-all/Packages")

@@ -113,13 +113,16 @@ def test_missing_deb_without_mirror_is_an_error(tmp_path, locked):
         base_entries(definition, lock, tmp_path / "empty-cache", mirror="http://127.0.0.1:9")
 
 
-def test_corrupt_cached_deb_is_refetched_or_refused(tmp_path, locked, tiny_archive):
+def test_damaged_cached_deb_is_fetched_again(tmp_path, locked, mirror):
     definition, lock = locked
     pkg = next(p for p in lock.packages if p.name == "tiny-libc")
     cached = tmp_path / "cache" / "debian" / "debs" / f"{pkg.sha256}.deb"
-    cached.write_bytes(b"x" * 7)                       # wrong size: downloaded again
+    good = cached.read_bytes()
+    cached.write_bytes(bytes(len(good)))               # right size, wrong bytes
     with pytest.raises(DebianError, match="127.0.0.1:9"):
         base_entries(definition, lock, tmp_path / "cache", mirror="http://127.0.0.1:9")
+    base_entries(definition, lock, tmp_path / "cache", mirror=mirror)
+    assert cached.read_bytes() == good
 
 
 def _definition_error(tmp_path, text: str) -> ManifestError:

@@ -11,6 +11,8 @@ The flow, one module per step::
     base         the public API: definition -> lock -> layer entries
 """
 
-from .base import BaseConfig, BaseDefinition, base_entries, load_base_definition, lock_base
+from .base import (BaseConfig, BaseDefinition, base_entries, is_base_definition,
+                   load_base_definition, load_lock, lock_base)
 
-__all__ = ["BaseConfig", "BaseDefinition", "base_entries", "load_base_definition", "lock_base"]
+__all__ = ["BaseConfig", "BaseDefinition", "base_entries", "is_base_definition",
+           "load_base_definition", "load_lock", "lock_base"]

@@ -191,6 +191,18 @@ def _decompress(name: str, data: bytes) -> bytes:
     return data
 
 
+def _fetch_index(transport: Transport, base: str, name: str, digest: str,
+                 by_hash: bool) -> bytes:
+    """GET an index by hash when the archive offers it, else (or if gone) by name."""
+    if by_hash:
+        rel_dir = name.rsplit("/", 1)[0]
+        try:
+            return transport.get_bytes(f"{base}/{rel_dir}/by-hash/SHA256/{digest}")
+        except DebianError:
+            pass  # some mirrors prune by-hash early; the digest check below still holds
+    return transport.get_bytes(f"{base}/{name}")
+
+
 def _release_sha256(release: Release) -> dict[str, tuple[int, str]]:
     out: dict[str, tuple[int, str]] = {}
     for item in release.get("SHA256", []):
@@ -237,8 +249,7 @@ def load_index(mirror: str, suite: str, components: tuple[str, ...], architectur
                                   f"{component}/binary-{arch}")
             name = f"{rel_dir}/{found[0]}"
             size, digest = listed[name]
-            fetch_path = f"{rel_dir}/by-hash/SHA256/{digest}" if by_hash else name
-            data = transport.get_bytes(f"{base}/{fetch_path}")
+            data = _fetch_index(transport, base, name, digest, by_hash)
             actual = sha256_bytes(data)
             if len(data) != size or actual != digest:
                 raise DigestMismatchError(f"{mirror}/dists/{suite}/{name} (checked against "

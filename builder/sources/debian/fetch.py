@@ -64,8 +64,10 @@ class DebCache:
         ``mirror`` is only called when the package is not cached yet.
         """
         path = self.deb_path(pkg.sha256)
-        if path.is_file() and path.stat().st_size == pkg.size:
-            return path
+        if path.is_file():
+            if path.stat().st_size == pkg.size and _file_sha256(path) == pkg.sha256:
+                return path
+            path.unlink()   # damaged in the cache: fetch it again
         self.debs.mkdir(parents=True, exist_ok=True)
         url = f"{mirror().rstrip('/')}/{pkg.filename}"
         fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=self.debs)
@@ -108,6 +110,12 @@ class DebCache:
             if os.path.exists(tmp_name):
                 os.unlink(tmp_name)
 
+    def _blob_ok(self, member: Member) -> bool:
+        try:
+            return self.blob_path(member.blob).stat().st_size == member.size
+        except OSError:
+            return False
+
     def members(self, pkg: LockedPackage, deb: Path) -> tuple[dict[str, bytes], list[Member]]:
         """The control files and data members of a cached ``.deb`` (memoized on disk)."""
         index = self.debs / f"{pkg.sha256}.members.json"
@@ -117,8 +125,7 @@ class DebCache:
                 if doc.get("v") == _MEMBERS_VERSION:
                     members = [Member(m[0], Kind(m[1]), m[2], m[3], m[4], m[5], m[6], m[7])
                                for m in doc["members"]]
-                    if all(m.kind != Kind.FILE or self.blob_path(m.blob).is_file()
-                           for m in members):
+                    if all(m.kind != Kind.FILE or self._blob_ok(m) for m in members):
                         control = {k: v.encode("latin-1") for k, v in doc["control"].items()}
                         return control, members
             except (ValueError, KeyError, IndexError, TypeError):

@@ -71,6 +71,9 @@ def write_lock(lock: Lock, path: Path) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)   # mkstemp's 0600 is wrong for a committed file
         with os.fdopen(fd, "wb") as f:
             f.write(lock.to_json())
             f.flush()

@@ -34,6 +34,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from ..errors import ClosureError
 from ..layers.entries import Entry, Kind
 from .elf import ElfInfo, read_elf
+from .files import file_entry
 
 DEFAULT_SEARCH_DIRS: tuple[str, ...] = (
     "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib",
@@ -184,8 +185,8 @@ class _View:
             if entry.kind is Kind.FILE:
                 return current
             if entry.kind is Kind.HARDLINK:
-                target = self.files.get(entry.target)
-                return entry.target if target is not None and target.kind is Kind.FILE else None
+                linked = self.files.get(entry.target)
+                return entry.target if linked is not None and linked.kind is Kind.FILE else None
             if entry.kind is not Kind.SYMLINK or seen >= _MAX_LINKS:
                 return None
             seen += 1
@@ -304,8 +305,7 @@ class _HostLibraries:
                 image = posixpath.normpath(posixpath.join(parent, target))
                 host_path = posixpath.normpath(posixpath.join(posixpath.dirname(host_path), target))
                 continue
-            st = real.stat()
-            out.append((Entry.file(image, _opener(real), st.st_size, st.st_mode & 0o755), host_path))
+            out.append((file_entry(real, image, real.stat(), None, 0, 0), host_path))
             return out
         raise ClosureError(f"{host_path}: too many levels of symbolic links on the build host")
 
@@ -335,7 +335,3 @@ def _read_host(path: Path) -> ElfInfo | None:
             return read_elf(stream)
     except OSError:
         return None
-
-
-def _opener(path: Path) -> Callable[[], object]:
-    return lambda: open(path, "rb")

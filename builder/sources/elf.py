@@ -74,18 +74,18 @@ def read_elf(stream: BinaryIO) -> ElfInfo | None:
         for segment in elf.iter_segments():
             kind = segment["p_type"]
             if kind == "PT_INTERP":
-                interp = segment.get_interp_name()
+                interp = segment.get_interp_name()  # type: ignore[attr-defined]
             elif kind == "PT_DYNAMIC" and isinstance(segment, DynamicSegment):
                 for tag in segment.iter_tags():
                     d_tag = tag.entry.d_tag
                     if d_tag == "DT_NEEDED":
-                        needed.append(tag.needed)
+                        needed.append(tag.needed)  # type: ignore[attr-defined]
                     elif d_tag == "DT_RPATH":
-                        rpath += _split_path(tag.rpath)
+                        rpath += _split_path(tag.rpath)  # type: ignore[attr-defined]
                     elif d_tag == "DT_RUNPATH":
-                        runpath += _split_path(tag.runpath)
+                        runpath += _split_path(tag.runpath)  # type: ignore[attr-defined]
                     elif d_tag == "DT_SONAME":
-                        soname = tag.soname
+                        soname = tag.soname  # type: ignore[attr-defined]
         return ElfInfo(elf.elfclass, elf["e_machine"], interp, tuple(needed), tuple(rpath),
                        tuple(runpath), soname)
     except (ELFError, ValueError, KeyError, AttributeError, OSError):

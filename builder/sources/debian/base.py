@@ -1,251 +1,37 @@
 """The public API of distroless-style bases: definition -> lock -> layer entries.
 
-A base definition (``base_images/cc.yaml``) names a Debian suite, the
-packages, exclusions, users and directories. :func:`lock_base` resolves it
-against the archive and writes ``cc.lock.json``; :func:`base_entries` turns a
-lock into the :class:`Entry` list of one layer: the packages' files after the
-drop rules, plus what maintainer scripts would have made and a shell-less
-image still needs (CA bundle, ``/etc/localtime``, passwd/group, os-release,
-nsswitch.conf) and ``/var/lib/dpkg/status.d/<package>`` for scanners.
+A base definition (``base_images/cc.yaml``, see :mod:`.definition`) names Debian
+suites, packages, exclusions, users and directories. :func:`lock_base` resolves
+it against the archive and writes ``cc.lock.json``; :func:`base_entries` turns
+a lock into the :class:`Entry` list of one layer: the packages' files after the
+drop rules, plus what maintainer scripts would have made and a shell-less image
+still needs (:mod:`.rootfs`) and ``/var/lib/dpkg/status.d/<package>`` for scanners.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from ...errors import DebianError, ManifestError
-from ...layers.entries import Entry, Kind, image_path
-from ... import yamlspec
+from ...errors import DebianError
+from ...layers.entries import Entry, Kind
 from .apt_sources import find_mirror
-from .archive import DEBIAN_KEYRING, Transport, load_index
+from .archive import Transport, load_index
 from .deb import Member
+from .definition import BaseDefinition, is_base_definition, load_base_definition
+
+__all__ = ["BASE_FORMAT", "base_entries", "is_base_definition", "load_base_definition",
+           "load_lock", "lock_base"]
 from .fetch import DebCache, default_cache_dir
 from .lock import Lock, LockedIndex, LockedPackage, read_lock, write_lock
 from .resolve import resolve
+from .rootfs import control_field, status_entries, system_files
 
-DEFAULT_DROP = ("/usr/share/doc/**", "/usr/share/man/**", "/usr/share/info/**",
-                "/usr/share/locale/**", "/usr/share/lintian/**")
-DEFAULT_KEEP = ("/usr/share/doc/*/copyright",)
-CA_DIR = "/usr/share/ca-certificates/"
-CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-NOLOGIN = "/sbin/nologin"
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    uid: int
-    gid: int
-    home: str
-    shell: str = NOLOGIN
-
-
-@dataclass(frozen=True)
-class Group:
-    name: str
-    gid: int
-
-
-@dataclass(frozen=True)
-class Directory:
-    path: str
-    mode: int = 0o755
-    uid: int = 0
-    gid: int = 0
-
-
-# distroless's accounts: root, nobody and nonroot (65532), with their groups.
-DEFAULT_USERS = (User("root", 0, 0, "/root"), User("nobody", 65534, 65534, "/nonexistent"),
-                 User("nonroot", 65532, 65532, "/home/nonroot"))
-DEFAULT_GROUPS = (Group("root", 0), Group("tty", 5), Group("staff", 50),
-                  Group("nonroot", 65532), Group("nogroup", 65534))
-
-
-@dataclass(frozen=True)
-class BaseConfig:
-    """Image config a base contributes as defaults (a manifest's ``config`` overrides)."""
-
-    user: str | None = None
-    env: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def env_dict(self) -> dict[str, str]:
-        return dict(self.env)
-
-
-@dataclass(frozen=True)
-class BaseDefinition:
-    path: Path
-    name: str
-    suite: str                    # the main suite (bookworm): os-release, lock name
-    architecture: str
-    components: tuple[str, ...]
-    keyring: Path
-    packages: tuple[str, ...]
-    exclude: tuple[str, ...]
-    users: tuple[User, ...]
-    groups: tuple[Group, ...]
-    directories: tuple[Directory, ...]
-    drop: tuple[str, ...] = DEFAULT_DROP
-    keep: tuple[str, ...] = DEFAULT_KEEP
-    timezone: str = "Etc/UTC"
-    config: BaseConfig = field(default_factory=BaseConfig)
-    updates: tuple[str, ...] = ()  # suites layered on top: bookworm-updates, bookworm-security
-
-    @property
-    def suites(self) -> tuple[str, ...]:
-        return (self.suite,) + self.updates
-
-    @property
-    def lock_path(self) -> Path:
-        """``cc.yaml`` -> ``cc.lock.json`` beside it."""
-        return self.path.with_name(f"{self.path.stem}.lock.json")
-
-    def user(self, name_or_uid: str) -> User | None:
-        """Look a user up as ``/etc/passwd`` would (for ``config.user: nonroot``)."""
-        for u in self.users:
-            if u.name == name_or_uid or str(u.uid) == name_or_uid:
-                return u
-        return None
-
-
-# ---------------------------------------------------------------- definitions
-
-def is_base_definition(path: Path) -> bool:
-    """True when a YAML file is a base definition (it has a top-level ``debian:``)."""
-    root = yamlspec.load(Path(path))
-    return isinstance(root.value, dict) and "debian" in root.value
-
-
-def _int(node: yamlspec.Node) -> int:
-    value = node.as_type(int, "an integer")
-    if not 0 <= value < 2**31:
-        raise node.error(f"{value} is out of range")
-    return value
-
-
-def _mode(node: yamlspec.Node) -> int:
-    if isinstance(node.value, str) and re.fullmatch(r"0?[0-7]{3,4}", node.value):
-        return int(node.value, 8)
-    raise node.error(f"{node.value!r} is not an octal file mode in quotes (e.g. \"1777\")")
-
-
-def _abs_path(node: yamlspec.Node) -> str:
-    text = node.str()
-    if not text.startswith("/"):
-        raise node.error(f"{text!r} must be an absolute path")
-    try:
-        return image_path(text)
-    except Exception as e:
-        raise node.error(str(e)) from e
-
-
-def _name(node: yamlspec.Node) -> str:
-    text = node.str()
-    if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", text):
-        raise node.error(f"{text!r} is not a valid user or group name")
-    return text
-
-
-def _package_list(node: yamlspec.Node) -> tuple[str, ...]:
-    names = node.str_list()
-    for item, name in zip(node.list(), names):
-        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
-            raise item.error(f"{name!r} is not a Debian package name")
-    return names
-
-
-def load_base_definition(path: Path) -> BaseDefinition:
-    """Read a base definition strictly; errors name file, line and field."""
-    path = Path(path)
-    root = yamlspec.load(path)
-    top = root.mapping()
-    name = top.optional("name", lambda n: n.str(), path.stem)
-    deb = top.required("debian").mapping()
-    suite = deb.required("suite").str()
-    architecture = deb.required("architecture").str()
-    updates = deb.optional("updates", lambda n: n.str_list(), ())
-    components = deb.optional("components", lambda n: n.str_list(), ("main",))
-    keyring_node = deb.get("keyring")
-    keyring = DEBIAN_KEYRING
-    if keyring_node is not None:
-        keyring = Path(keyring_node.str())
-        if not keyring.is_absolute():
-            keyring = (path.parent / keyring).resolve()
-    deb.done()
-    packages_node = top.required("packages")
-    packages = _package_list(packages_node)
-    if not packages:
-        raise packages_node.error("lists no packages")
-    exclude = top.optional("exclude", _package_list, ())
-
-    users = {u.name: u for u in DEFAULT_USERS}
-    for item in top.optional("users", lambda n: n.list(), []):
-        f = item.mapping()
-        uname = _name(f.required("name"))
-        uid = _int(f.required("uid"))
-        user = User(uname, uid, f.optional("gid", _int, uid),
-                    f.optional("home", _abs_path, f"/home/{uname}"),
-                    f.optional("shell", _abs_path, NOLOGIN))
-        f.done()
-        clash = [u for u in users.values() if u.uid == uid and u.name != uname]
-        if clash:
-            raise item.error(f"uid {uid} is already used by {clash[0].name}")
-        users[uname] = user
-    groups = {g.name: g for g in DEFAULT_GROUPS}
-    for item in top.optional("groups", lambda n: n.list(), []):
-        f = item.mapping()
-        group = Group(_name(f.required("name")), _int(f.required("gid")))
-        f.done()
-        groups[group.name] = group
-    gids = {g.gid for g in groups.values()}
-    for user in users.values():
-        if user.gid not in gids and user.name not in groups:
-            groups[user.name] = Group(user.name, user.gid)
-            gids.add(user.gid)
-
-    directories = []
-    for item in top.optional("directories", lambda n: n.list(), []):
-        f = item.mapping()
-        directories.append(Directory(_abs_path(f.required("path")),
-                                     f.optional("mode", _mode, 0o755),
-                                     f.optional("uid", _int, 0), f.optional("gid", _int, 0)))
-        f.done()
-    # drop/keep add to the defaults (docs but copyright, man, info, locales, lintian).
-    drop = DEFAULT_DROP + top.optional("drop", lambda n: n.str_list(), ())
-    keep = DEFAULT_KEEP + top.optional("keep", lambda n: n.str_list(), ())
-    timezone = top.optional("timezone", lambda n: n.str(), "Etc/UTC")
-    if not re.fullmatch(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*", timezone):
-        raise ManifestError(f"{timezone!r} is not a time zone name", file=str(path),
-                            field="timezone")
-
-    config = BaseConfig()
-    config_node = top.get("config")
-    if config_node is not None:
-        cf = config_node.mapping()
-        user_node = cf.get("user")
-        user = None
-        if user_node is not None:
-            user = str(user_node.value) if isinstance(user_node.value, int) else user_node.str()
-            if not any(u.name == user or str(u.uid) == user.split(":")[0] for u in users.values()):
-                raise user_node.error(f"user {user!r} is not one of the base's users")
-        env_node = cf.get("env")
-        env: tuple[tuple[str, str], ...] = ()
-        if env_node is not None:
-            ef = env_node.mapping()
-            env = tuple((k, ef.get(k).str()) for k in sorted(ef.keys()))  # type: ignore[union-attr]
-        cf.done()
-        config = BaseConfig(user, env)
-    top.done()
-    return BaseDefinition(path, name, suite, architecture, tuple(components), keyring,
-                          packages, tuple(exclude), tuple(sorted(users.values(), key=lambda u: u.uid)),
-                          tuple(sorted(groups.values(), key=lambda g: g.gid)),
-                          tuple(directories), tuple(drop), tuple(keep), timezone, config,
-                          tuple(updates))
+BASE_FORMAT = 1
+"""Bumped whenever :func:`base_entries` would give different entries for the same
+lock; callers caching a built base layer put it in their cache key."""
 
 
 # ---------------------------------------------------------------- locking
@@ -329,20 +115,6 @@ def _blob_opener(path: Path) -> Callable:
     return functools.partial(open, path, "rb")
 
 
-def _status_stanza(control: bytes) -> bytes:
-    """The package's control stanza with ``Status`` added, as dpkg's status file has it."""
-    text = control.decode("utf-8", errors="replace").strip("\n")
-    lines = text.split("\n")
-    if not any(line.startswith("Status:") for line in lines):
-        lines.insert(1, "Status: install ok installed")
-    return ("\n".join(lines) + "\n").encode()
-
-
-def _control_field(control: bytes, name: str) -> str:
-    m = re.search(rf"^{name}:[ \t]*(\S+)", control.decode("utf-8", "replace"), re.M)
-    return m.group(1) if m else ""
-
-
 def base_entries(definition: BaseDefinition, lock: Lock | None = None,
                  cache_dir: Path | None = None, *, mirror: str | None = None,
                  transport: Transport | None = None) -> list[Entry]:
@@ -364,8 +136,8 @@ def base_entries(definition: BaseDefinition, lock: Lock | None = None,
     for pkg in sorted(lock.packages, key=lambda p: p.name):
         deb = cache.ensure(pkg, functools.partial(mirror_for, pkg.suite), transport)
         control, members = cache.members(pkg, deb)
-        got = (_control_field(control["control"], "Package"),
-               _control_field(control["control"], "Version"))
+        got = (control_field(control["control"], "Package"),
+               control_field(control["control"], "Version"))
         if got != (pkg.name, pkg.version):
             raise DebianError(f"{deb}: is {got[0]} {got[1]}, but the lock pins "
                               f"{pkg.name} {pkg.version}")
@@ -380,10 +152,7 @@ def base_entries(definition: BaseDefinition, lock: Lock | None = None,
                     continue  # the first package's directory wins
             entries[entry.path] = entry
             owner[entry.path] = pkg.name
-        status = f"/var/lib/dpkg/status.d/{pkg.name}"
-        generated.append(Entry.bytes_file(status, _status_stanza(control["control"])))
-        if "md5sums" in control:
-            generated.append(Entry.bytes_file(f"{status}.md5sums", control["md5sums"]))
+        generated += status_entries(pkg.name, control)
 
     # Drop rules; a dropped directory stays if something kept lies below it.
     kept = {p: e for p, e in entries.items()
@@ -393,7 +162,7 @@ def base_entries(definition: BaseDefinition, lock: Lock | None = None,
     kept = {p: e for p, e in kept.items()
             if e.kind != Kind.DIR or not drop.match(p) or p in needed_dirs}
 
-    generated += _system_files(definition, lock, entries, kept)
+    generated += system_files(definition, lock, entries, kept)
     for entry in generated:
         kept[entry.path] = entry
     return [kept[p] for p in sorted(kept)]
@@ -426,62 +195,4 @@ def _package_entries(pkg: LockedPackage, members: list[Member], cache: DebCache)
             out.append(Entry.file(m.path, _blob_opener(cache.blob_path(target.blob)),
                                   target.size, target.mode, target.uid, target.gid,
                                   link_key=("deb", pkg.sha256, target.path)))
-    return out
-
-
-def _system_files(definition: BaseDefinition, lock: Lock, shipped: dict[str, Entry],
-                  entries: dict[str, Entry]) -> list[Entry]:
-    """What maintainer scripts and distroless add: accounts, dirs, CA bundle, tz, os-release.
-
-    ``shipped`` is every package file (the CA bundle is made from the shipped
-    certificates even when drop rules leave them out); ``entries`` what is kept.
-    """
-    out: list[Entry] = []
-    passwd = "".join(f"{u.name}:x:{u.uid}:{u.gid}:{u.name}:{u.home}:{u.shell}\n"
-                     for u in definition.users)
-    group = "".join(f"{g.name}:x:{g.gid}:\n" for g in definition.groups)
-    out.append(Entry.bytes_file("/etc/passwd", passwd.encode()))
-    out.append(Entry.bytes_file("/etc/group", group.encode()))
-    for u in definition.users:
-        if u.home != "/nonexistent":
-            out.append(Entry.directory(u.home, 0o700, u.uid, u.gid))
-    for d in definition.directories:
-        out.append(Entry.directory(d.path, d.mode, d.uid, d.gid))
-    out.append(Entry.bytes_file("/etc/nsswitch.conf", b"".join(
-        f"{db + ':':<16}{src}\n".encode() for db, src in (
-            ("passwd", "files"), ("group", "files"), ("shadow", "files"),
-            ("gshadow", "files"), ("hosts", "files dns"), ("networks", "files"),
-            ("protocols", "files"), ("services", "files"), ("ethers", "files"),
-            ("rpc", "files")))))
-
-    certs = sorted(p for p, e in shipped.items()
-                   if p.startswith(CA_DIR) and p.endswith(".crt") and e.kind == Kind.FILE)
-    if certs:
-        bundle = bytearray()
-        for path in certs:
-            entry = shipped[path]
-            assert entry.opener is not None
-            with entry.opener() as f:
-                pem = f.read()
-            bundle += pem if pem.endswith(b"\n") else pem + b"\n"
-        out.append(Entry.directory("/etc/ssl/certs"))
-        out.append(Entry.bytes_file(CA_BUNDLE, bytes(bundle)))
-
-    zone = f"/usr/share/zoneinfo/{definition.timezone}"
-    if zone in entries:
-        out.append(Entry.symlink("/etc/localtime", zone))
-        out.append(Entry.bytes_file("/etc/timezone", f"{definition.timezone}\n".encode()))
-    elif any(p.startswith("/usr/share/zoneinfo/") for p in entries):
-        raise DebianError(f"{definition.path}: timezone {definition.timezone!r} is not in "
-                          "the tzdata package")
-
-    major = lock.version.split(".", 1)[0]
-    lines = [f'PRETTY_NAME="Debian GNU/Linux {major} ({lock.codename}), '
-             f'ocibuild {definition.name}"' if major else
-             f'PRETTY_NAME="Debian GNU/Linux ({lock.codename}), ocibuild {definition.name}"',
-             'NAME="Debian GNU/Linux"', "ID=debian"]
-    if major:
-        lines += [f'VERSION_ID="{major}"', f'VERSION="{major} ({lock.codename})"']
-    lines.append(f"VERSION_CODENAME={lock.codename}")
-    out.append(Entry.bytes_file("/etc/os-release", ("\n".join(lines) + "\n").encode()))
     return out

@@ -1,0 +1,249 @@
+"""Base definitions (``base_images/*.yaml``): strict YAML -> :class:`BaseDefinition`.
+
+Schema (Required marked; everything else Optional)::
+
+    name: cc                          default: the file name without .yaml
+    debian:                           Required
+      suite: bookworm                 Required. The main suite (os-release, lock)
+      updates: [bookworm-updates, bookworm-security]   suites layered on top
+      architecture: amd64             Required
+      components: [main]
+      keyring: path.gpg               default: Debian's archive keyring
+    packages: [libc6, ...]            Required. Their Depends/Pre-Depends come too
+    exclude: [debconf, ...]           dependencies the image does without
+    users:   [{name, uid, gid, home, shell}]   added to root 0, nobody, nonroot 65532
+    groups:  [{name, gid}]
+    directories: [{path, mode: "1777", uid, gid}]
+    drop: [/usr/share/foo/**]         added to the defaults (docs but copyright, man,
+    keep: [/usr/share/doc/*/copyright]  info, locales, lintian)
+    timezone: Etc/UTC                 /etc/localtime points at it
+    config: {user: "65532", env: {K: V}}   image config defaults the base contributes
+
+Errors name file, line and field, e.g. ``cc.yaml:12: directories[0].mode: ...``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ... import yamlspec
+from ...errors import ManifestError
+from ...layers.entries import image_path
+from .archive import DEBIAN_KEYRING
+
+DEFAULT_DROP = ("/usr/share/doc/**", "/usr/share/man/**", "/usr/share/info/**",
+                "/usr/share/locale/**", "/usr/share/lintian/**")
+DEFAULT_KEEP = ("/usr/share/doc/*/copyright",)
+NOLOGIN = "/sbin/nologin"
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str = NOLOGIN
+
+
+@dataclass(frozen=True)
+class Group:
+    name: str
+    gid: int
+
+
+@dataclass(frozen=True)
+class Directory:
+    path: str
+    mode: int = 0o755
+    uid: int = 0
+    gid: int = 0
+
+
+# distroless's accounts: root, nobody and nonroot (65532), with their groups.
+DEFAULT_USERS = (User("root", 0, 0, "/root"), User("nobody", 65534, 65534, "/nonexistent"),
+                 User("nonroot", 65532, 65532, "/home/nonroot"))
+DEFAULT_GROUPS = (Group("root", 0), Group("tty", 5), Group("staff", 50),
+                  Group("nonroot", 65532), Group("nogroup", 65534))
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """Image config a base contributes as defaults (a manifest's ``config`` overrides)."""
+
+    user: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+
+@dataclass(frozen=True)
+class BaseDefinition:
+    path: Path
+    name: str
+    suite: str                    # the main suite (bookworm): os-release, lock name
+    architecture: str
+    components: tuple[str, ...]
+    keyring: Path
+    packages: tuple[str, ...]
+    exclude: tuple[str, ...]
+    users: tuple[User, ...]
+    groups: tuple[Group, ...]
+    directories: tuple[Directory, ...]
+    drop: tuple[str, ...] = DEFAULT_DROP
+    keep: tuple[str, ...] = DEFAULT_KEEP
+    timezone: str = "Etc/UTC"
+    config: BaseConfig = field(default_factory=BaseConfig)
+    updates: tuple[str, ...] = ()  # suites layered on top: bookworm-updates, bookworm-security
+
+    @property
+    def suites(self) -> tuple[str, ...]:
+        return (self.suite,) + self.updates
+
+    @property
+    def lock_path(self) -> Path:
+        """``cc.yaml`` -> ``cc.lock.json`` beside it."""
+        return self.path.with_name(f"{self.path.stem}.lock.json")
+
+    def user(self, name_or_uid: str) -> User | None:
+        """Look a user up as ``/etc/passwd`` would (for ``config.user: nonroot``)."""
+        for u in self.users:
+            if u.name == name_or_uid or str(u.uid) == name_or_uid:
+                return u
+        return None
+
+
+def is_base_definition(path: Path) -> bool:
+    """True when a YAML file is a base definition (it has a top-level ``debian:``)."""
+    root = yamlspec.load(Path(path))
+    return isinstance(root.value, dict) and "debian" in root.value
+
+
+def _int(node: yamlspec.Node) -> int:
+    value = node.as_type(int, "an integer")
+    if not 0 <= value < 2**31:
+        raise node.error(f"{value} is out of range")
+    return value
+
+
+def _mode(node: yamlspec.Node) -> int:
+    if isinstance(node.value, str) and re.fullmatch(r"0?[0-7]{3,4}", node.value):
+        return int(node.value, 8)
+    raise node.error(f"{node.value!r} is not an octal file mode in quotes (e.g. \"1777\")")
+
+
+def _abs_path(node: yamlspec.Node) -> str:
+    text = node.str()
+    if not text.startswith("/"):
+        raise node.error(f"{text!r} must be an absolute path")
+    try:
+        return image_path(text)
+    except Exception as e:
+        raise node.error(str(e)) from e
+
+
+def _name(node: yamlspec.Node) -> str:
+    text = node.str()
+    if not re.fullmatch(r"[a-z_][a-z0-9_.-]{0,31}", text):
+        raise node.error(f"{text!r} is not a valid user or group name")
+    return text
+
+
+def _package_list(node: yamlspec.Node) -> tuple[str, ...]:
+    names = node.str_list()
+    for item, name in zip(node.list(), names):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", name):
+            raise item.error(f"{name!r} is not a Debian package name")
+    return names
+
+
+def load_base_definition(path: Path) -> BaseDefinition:
+    """Read a base definition strictly; errors name file, line and field."""
+    path = Path(path)
+    root = yamlspec.load(path)
+    top = root.mapping()
+    name = top.optional("name", lambda n: n.str(), path.stem)
+    deb = top.required("debian").mapping()
+    suite = deb.required("suite").str()
+    architecture = deb.required("architecture").str()
+    updates = deb.optional("updates", lambda n: n.str_list(), ())
+    components = deb.optional("components", lambda n: n.str_list(), ("main",))
+    keyring_node = deb.get("keyring")
+    keyring = DEBIAN_KEYRING
+    if keyring_node is not None:
+        keyring = Path(keyring_node.str())
+        if not keyring.is_absolute():
+            keyring = (path.parent / keyring).resolve()
+    deb.done()
+    packages_node = top.required("packages")
+    packages = _package_list(packages_node)
+    if not packages:
+        raise packages_node.error("lists no packages")
+    exclude = top.optional("exclude", _package_list, ())
+
+    users = {u.name: u for u in DEFAULT_USERS}
+    for item in top.optional("users", lambda n: n.list(), []):
+        f = item.mapping()
+        uname = _name(f.required("name"))
+        uid = _int(f.required("uid"))
+        user = User(uname, uid, f.optional("gid", _int, uid),
+                    f.optional("home", _abs_path, f"/home/{uname}"),
+                    f.optional("shell", _abs_path, NOLOGIN))
+        f.done()
+        clash = [u for u in users.values() if u.uid == uid and u.name != uname]
+        if clash:
+            raise item.error(f"uid {uid} is already used by {clash[0].name}")
+        users[uname] = user
+    groups = {g.name: g for g in DEFAULT_GROUPS}
+    for item in top.optional("groups", lambda n: n.list(), []):
+        f = item.mapping()
+        group = Group(_name(f.required("name")), _int(f.required("gid")))
+        f.done()
+        groups[group.name] = group
+    gids = {g.gid for g in groups.values()}
+    for user in users.values():
+        if user.gid not in gids and user.name not in groups:
+            groups[user.name] = Group(user.name, user.gid)
+            gids.add(user.gid)
+
+    directories = []
+    for item in top.optional("directories", lambda n: n.list(), []):
+        f = item.mapping()
+        directories.append(Directory(_abs_path(f.required("path")),
+                                     f.optional("mode", _mode, 0o755),
+                                     f.optional("uid", _int, 0), f.optional("gid", _int, 0)))
+        f.done()
+    # drop/keep add to the defaults (docs but copyright, man, info, locales, lintian).
+    drop = DEFAULT_DROP + top.optional("drop", lambda n: n.str_list(), ())
+    keep = DEFAULT_KEEP + top.optional("keep", lambda n: n.str_list(), ())
+    timezone = top.optional("timezone", lambda n: n.str(), "Etc/UTC")
+    if not re.fullmatch(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*", timezone):
+        raise ManifestError(f"{timezone!r} is not a time zone name", file=str(path),
+                            field="timezone")
+
+    config = BaseConfig()
+    config_node = top.get("config")
+    if config_node is not None:
+        cf = config_node.mapping()
+        user_node = cf.get("user")
+        user = None
+        if user_node is not None:
+            user = str(user_node.value) if isinstance(user_node.value, int) else user_node.str()
+            if not any(u.name == user or str(u.uid) == user.split(":")[0] for u in users.values()):
+                raise user_node.error(f"user {user!r} is not one of the base's users")
+        env_node = cf.get("env")
+        env: tuple[tuple[str, str], ...] = ()
+        if env_node is not None:
+            ef = env_node.mapping()
+            env = tuple((k, ef.get(k).str()) for k in sorted(ef.keys()))  # type: ignore[union-attr]
+        cf.done()
+        config = BaseConfig(user, env)
+    top.done()
+    return BaseDefinition(path, name, suite, architecture, tuple(components), keyring,
+                          packages, tuple(exclude), tuple(sorted(users.values(), key=lambda u: u.uid)),
+                          tuple(sorted(groups.values(), key=lambda g: g.gid)),
+                          tuple(directories), tuple(drop), tuple(keep), timezone, config,
+                          tuple(updates))

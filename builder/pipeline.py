@@ -13,6 +13,7 @@ import os
 import posixpath
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -28,6 +29,7 @@ from .oci.image import Image, Layer, append_layers, empty_image, with_config
 from .sources.files import tree_entries
 from .sources.tar_layer import tar_entries
 
+LAYER_JOBS = 3  # layers built at once; compression has its own pool
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 Log = Callable[[str], None]
@@ -98,16 +100,24 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         for layer in base.layers:
             merge(view, blob_layer_entries(layer, work))
         library_path: dict[str, list[str]] = {}
-        for spec in manifest.layers:
-            entries, detail, cached, lib_dirs = _layer_entries(spec, ctx, work)
-            for lib_dir in lib_dirs:
-                library_path.setdefault(lib_dir, []).append(lib_dir)
-            entries = normalize(entries, keep_special_bits=spec.keep_special_bits)
-            merge(view, entries)
-            layer, reused = _build_or_reuse(entries, spec.name, manifest, ctx, created,
-                                            spec.keep_special_bits)
-            image = append_layers(image, layer)
-            result.layers.append(LayerReport(spec.name, detail, layer, cached or reused))
+        # Layers are built concurrently (each compresses on the shared pool too);
+        # they are appended in manifest order, so the image does not depend on timing.
+        with ThreadPoolExecutor(max_workers=LAYER_JOBS,
+                                thread_name_prefix="ocibuild-layer") as builds:
+            pending = []
+            for spec in manifest.layers:
+                entries, detail, cached, lib_dirs = _layer_entries(spec, ctx, work)
+                for lib_dir in lib_dirs:
+                    library_path.setdefault(lib_dir, []).append(lib_dir)
+                entries = normalize(entries, keep_special_bits=spec.keep_special_bits)
+                merge(view, entries)
+                future = builds.submit(_build_or_reuse, entries, spec.name, manifest, ctx,
+                                       created, spec.keep_special_bits)
+                pending.append((spec, detail, cached, future))
+            for spec, detail, cached, future in pending:
+                layer, reused = future.result()
+                image = append_layers(image, layer)
+                result.layers.append(LayerReport(spec.name, detail, layer, cached or reused))
         libraries = _library_closure(view, library_path, manifest, ctx, created, result)
         if libraries is not None:
             image = append_layers(image, libraries.layer)
@@ -215,41 +225,21 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
     """A base pulled from a registry (verified into the cache), its layers reused as-is."""
     import copy
 
-    from .registry.pull import pull
-    from .registry.reference import parse_reference
-
-    ref_text = manifest.base.ref or ""
-    reference = parse_reference(ref_text)
-    warnings = []
-    pulled = pull(ref_text, manifest.platform, ctx.cache_dir, insecure=ctx.insecure)
-    if reference.digest is None:
-        pinned = str(reference.with_digest(pulled.manifest_digest))
-        message = (f"base {ref_text} is not pinned by digest; pin it for reproducible "
-                   f"builds: base: {pinned}")
-        if ctx.strict:
-            raise ManifestError(message, file=str(manifest.file), field="base")
-        warnings.append(message)
-    base = pulled.image
-    config = copy.deepcopy(base.config)
-    config["created"] = created
-    layers = tuple(_as_oci_layer(layer) for layer in base.layers)
-    image = Image(config, layers)
-    reports = [LayerReport(f"base[{i}]", f"from {reference.repository}", layer, True)
-               for i, layer in enumerate(layers)]
-    return image, reports, warnings
-
-
-def _as_oci_layer(layer: Layer) -> Layer:
-    """Docker media types become their OCI equivalents (same bytes, same digest)."""
     from dataclasses import replace
 
-    from .oci.types import MediaType
+    from .registry.base import load_base
 
-    oci = {MediaType.DOCKER_LAYER_GZIP.value: MediaType.OCI_LAYER_GZIP.value}
-    media = oci.get(layer.media_type)
-    if media is None:
-        return layer
-    return replace(layer, descriptor=replace(layer.descriptor, media_type=media))
+    try:
+        base = load_base(manifest.base.ref or "", manifest.platform, strict=ctx.strict,
+                         cache_dir=ctx.cache_dir, insecure=ctx.insecure)
+    except InputError as e:
+        raise ManifestError(str(e), file=str(manifest.file), field="base") from e
+    config = copy.deepcopy(base.image.config)
+    config["created"] = created
+    image = replace(base.image, config=config, raw=None)
+    reports = [LayerReport(f"base[{i}]", f"from {base.pinned.split('@')[0]}", layer, True)
+               for i, layer in enumerate(image.layers)]
+    return image, reports, [base.warning] if base.warning else []
 
 
 def _layer_entries(spec: LayerSpec, ctx: BuildContext,

@@ -27,6 +27,7 @@ def unpack(image_tar: Path, workdir: Path) -> Path:
     require_tool("umoci")
     layout = workdir / "layout"
     bundle = workdir / "bundle"
+    workdir.mkdir(parents=True, exist_ok=True)
     run("skopeo", "copy", "-q", f"oci-archive:{image_tar}", f"oci:{layout}:img")
     run("umoci", "unpack", "--image", f"{layout}:img", str(bundle))
     return bundle

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from builder.errors import InputError
+from builder.oci.image import with_config
 from builder.oci.types import Platform
 from builder.registry.base import load_base
 from builder.registry.push import push_image
-from registry_fixtures import make_image, registry, skopeo
 from builder.sinks.tarball import write_tarball
-
+from registry_fixtures import make_image, registry, skopeo
 
 
 def test_base_pushed_by_skopeo_used_by_digest(registry, tmp_path):
@@ -29,9 +29,13 @@ def test_base_pushed_by_skopeo_used_by_digest(registry, tmp_path):
     assert base.digest == digest
     assert base.pinned == f"{registry.host}/bases/skopeo@{digest}"
     assert [l.diff_id for l in base.image.layers] == [l.diff_id for l in image.layers]
-    # Docker's gzip layer type is carried over as OCI's (same bytes).
-    assert {l.media_type for l in base.image.layers} == {
+    # Passed through untouched, the pulled image keeps the registry's exact bytes...
+    assert base.image.digest == digest
+    # ...and once built upon, Docker's gzip layer type is carried over as OCI's (same bytes).
+    built_on = with_config(base.image, User="65532")
+    assert {l.media_type for l in built_on.layers} == {
         "application/vnd.oci.image.layer.v1.tar+gzip"}
+    assert built_on.manifest["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
 
 
 def test_base_by_tag_warns_with_digest_to_pin(registry, tmp_path):

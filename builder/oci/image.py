@@ -9,6 +9,7 @@ an opener returning a fresh stream of its compressed blob.
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Callable
 
@@ -47,24 +48,47 @@ class Layer:
 
 
 @dataclass(frozen=True)
+class RawManifest:
+    """The exact bytes an image was read or pulled with.
+
+    An image that is only passed through (pulled then written, read then pushed)
+    keeps its manifest and config byte for byte, so its digest does not change;
+    any edit drops them and the image is serialized canonically again.
+    """
+
+    manifest: bytes
+    media_type: str
+    config: bytes
+    config_media_type: str
+
+
+@dataclass(frozen=True)
 class Image:
     """An OCI image: its config JSON object and its layers, bottom first."""
 
     config: dict[str, Any]
     layers: tuple[Layer, ...] = ()
     manifest_annotations: dict[str, str] = field(default_factory=dict, compare=False)
+    raw: RawManifest | None = field(default=None, compare=False, repr=False)
 
     @property
     def config_bytes(self) -> bytes:
-        return canonical_json(self.config)
+        return self.raw.config if self.raw else canonical_json(self.config)
 
     @property
     def config_descriptor(self) -> Descriptor:
         data = self.config_bytes
-        return Descriptor(MediaType.OCI_CONFIG.value, sha256_digest(data), len(data))
+        media_type = self.raw.config_media_type if self.raw else MediaType.OCI_CONFIG.value
+        return Descriptor(media_type, sha256_digest(data), len(data))
+
+    @property
+    def manifest_media_type(self) -> str:
+        return self.raw.media_type if self.raw else MediaType.OCI_MANIFEST.value
 
     @property
     def manifest(self) -> dict[str, Any]:
+        if self.raw:
+            return json.loads(self.raw.manifest)
         out: dict[str, Any] = {
             "schemaVersion": 2,
             "mediaType": MediaType.OCI_MANIFEST.value,
@@ -77,7 +101,7 @@ class Image:
 
     @property
     def manifest_bytes(self) -> bytes:
-        return canonical_json(self.manifest)
+        return self.raw.manifest if self.raw else canonical_json(self.manifest)
 
     @property
     def digest(self) -> str:
@@ -91,7 +115,7 @@ class Image:
 
     def manifest_descriptor(self, annotations: dict[str, str] | None = None) -> Descriptor:
         data = self.manifest_bytes
-        return Descriptor(MediaType.OCI_MANIFEST.value, sha256_digest(data), len(data),
+        return Descriptor(self.manifest_media_type, sha256_digest(data), len(data),
                           annotations or {}, self.platform)
 
     @property
@@ -131,7 +155,16 @@ def append_layers(image: Image, *layers: Layer) -> Image:
         entry.setdefault("created", config.get("created", "1970-01-01T00:00:00Z"))
         history.append(entry)
     config["history"] = history
-    return replace(image, config=config, layers=image.layers + tuple(layers))
+    below = tuple(as_oci_layer(layer) for layer in image.layers)
+    return replace(image, config=config, layers=below + tuple(layers), raw=None)
+
+
+def as_oci_layer(layer: Layer) -> Layer:
+    """Docker's gzip layer type becomes OCI's: same bytes, so a new image stays pure OCI."""
+    if layer.media_type != MediaType.DOCKER_LAYER_GZIP.value:
+        return layer
+    return replace(layer, descriptor=replace(layer.descriptor,
+                                             media_type=MediaType.OCI_LAYER_GZIP.value))
 
 
 def with_config(image: Image, **runtime: Any) -> Image:
@@ -148,4 +181,5 @@ def with_config(image: Image, **runtime: Any) -> Image:
         else:
             inner[key] = value
     config["config"] = inner
-    return replace(image, config=config)
+    return replace(image, config=config, layers=tuple(as_oci_layer(x) for x in image.layers),
+                   raw=None)

@@ -15,13 +15,13 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import DigestMismatchError, ImageError
-from ..oci.image import Image, Layer
-from ..oci.types import Descriptor, MediaType, Platform, check_digest
+from ..oci.image import Image, Layer, RawManifest
+from ..oci.types import Descriptor, Platform, check_digest
 from .client import ManifestBlob, RegistryClient, pick_platform
 from .push import ClientPool
 from .reference import Reference, parse_reference
@@ -124,10 +124,12 @@ def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = No
                          f"{len(layer_descs)} layers")
     history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
     layers = tuple(
-        Layer(_as_oci(d), check_digest(diff_ids[i], "diff_id"), functools.partial(_open, paths[i]),
+        Layer(d, check_digest(diff_ids[i], "diff_id"), functools.partial(_open, paths[i]),
               history=dict(history[i]) if i < len(history) else {})
         for i, d in enumerate(layer_descs))
-    image = Image(config, layers, dict(body.get("annotations") or {}))
+    raw = RawManifest(manifest.data, manifest.media_type, config_path.read_bytes(),
+                      str(config_desc.media_type))
+    image = Image(config, layers, dict(body.get("annotations") or {}), raw=raw)
     return Pulled(image, reference, manifest.digest, manifest, resolved)
 
 
@@ -135,15 +137,6 @@ def pull_image(ref: str, platform: Platform | None = None, cache_dir: Path | Non
                *, insecure: bool = False, pool: ClientPool | None = None) -> Image:
     """The image ``ref`` names, its layers read from the verified local cache."""
     return pull(ref, platform, cache_dir, insecure=insecure, pool=pool).image
-
-
-_OCI_EQUIVALENT = {MediaType.DOCKER_LAYER_GZIP.value: MediaType.OCI_LAYER_GZIP.value}
-
-
-def _as_oci(desc: Descriptor) -> Descriptor:
-    """Docker's gzip layer type becomes OCI's: same bytes, so the image stays pure OCI."""
-    media_type = _OCI_EQUIVALENT.get(str(desc.media_type))
-    return replace(desc, media_type=media_type) if media_type else desc
 
 
 def _is_layer(media_type: str) -> bool:

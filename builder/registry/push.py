@@ -109,7 +109,7 @@ def push_image(image: Image, refs: Sequence[str], *, insecure: bool = False,
         manifest = image.manifest_bytes
         for ref in repo_refs:
             got = client.put_manifest(repo, ref.tag or digest, manifest,
-                                      MediaType.OCI_MANIFEST.value)
+                                      image.manifest_media_type)
             emit("tagged", got, len(manifest))
             log.info("pushed %s", ref)
         sources.setdefault(registry, []).insert(0, repo)

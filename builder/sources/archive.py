@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Callable
 
 from ..errors import DigestMismatchError, ImageError, InputError
 from ..layers.hashio import SectionReader
-from ..oci.image import Image, Layer
+from ..oci.image import Image, Layer, RawManifest
 from ..oci.types import Descriptor, MediaType, check_digest, sha256_digest
 
 
@@ -117,11 +117,13 @@ def _read_oci(archive: _Archive) -> Image:
         raise ImageError(f"{archive.path}: index.json holds {len(manifests)} manifests; "
                          "ocibuild reads archives holding exactly one image")
     desc = Descriptor.from_json(manifests[0])
-    manifest = json.loads(_verified(archive, desc.digest, "manifest"))
+    manifest_bytes = _verified(archive, desc.digest, "manifest")
+    manifest = json.loads(manifest_bytes)
     if MediaType(manifest.get("mediaType", desc.media_type)).is_index():
         raise ImageError(f"{archive.path}: multi-platform indexes are not supported yet")
     config_desc = Descriptor.from_json(manifest["config"])
-    config = json.loads(_verified(archive, config_desc.digest, "config"))
+    config_bytes = _verified(archive, config_desc.digest, "config")
+    config = json.loads(config_bytes)
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     layer_descs = [Descriptor.from_json(d) for d in manifest.get("layers", [])]
     if len(diff_ids) != len(layer_descs):
@@ -129,7 +131,9 @@ def _read_oci(archive: _Archive) -> Image:
                          f"{len(diff_ids)} diff_ids in the config")
     layers = tuple(_layer(archive, d, diff_id, config, i)
                    for i, (d, diff_id) in enumerate(zip(layer_descs, diff_ids)))
-    return Image(config, layers, dict(manifest.get("annotations") or {}))
+    raw = RawManifest(manifest_bytes, manifest.get("mediaType", str(desc.media_type)),
+                      config_bytes, str(config_desc.media_type))
+    return Image(config, layers, dict(manifest.get("annotations") or {}), raw=raw)
 
 
 def _layer(archive: _Archive, desc: Descriptor, diff_id: str, config: dict, index: int) -> Layer:

@@ -1,0 +1,89 @@
+"""Manifests built on a registry base: layers reused as-is, config merged, runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from builder.sources.archive import read_image
+from helpers import cli, validate_image, write
+from registry_fixtures import registry, skopeo  # noqa: F401 - fixture
+from runtime import prepare_bundle, runc_run, unpack
+
+BASE_MANIFEST = """\
+image: bases/busybox:1
+layers:
+  - name: busybox
+    files:
+      - {src: busybox, dest: /bin/busybox}
+config:
+  entrypoint: ["/bin/busybox", "sh", "-c"]
+  cmd: ["echo base-cmd"]
+  env: {FROM_BASE: "yes", SHARED: base}
+  user: "1000"
+"""
+
+APP_MANIFEST = """\
+image: apps/hello:2
+base: {base}
+layers:
+  - name: app
+    files:
+      - {{src: hello.txt, dest: /srv/hello.txt}}
+config:
+  cmd: ['echo "$FROM_BASE $SHARED $(/bin/busybox cat /srv/hello.txt) $(/bin/busybox id -u)"']
+  env: {{SHARED: app}}
+"""
+
+
+def _push_base(tmp_path: Path, registry, busybox: Path) -> tuple[str, str]:
+    root = tmp_path / "base"
+    root.mkdir()
+    shutil.copy(busybox, root / "busybox")
+    manifest = write(root / "ocibuild.yaml", BASE_MANIFEST)
+    assert cli("build", manifest, "-o", root / "base.tar")[0] == 0
+    repo = f"{registry.host}/bases/busybox"
+    skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{root / 'base.tar'}",
+           f"docker://{repo}:1")
+    digest = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{repo}:1"))["Digest"]
+    return repo, digest
+
+
+def test_manifest_on_a_pinned_registry_base(tmp_path, registry, busybox, capsys):
+    repo, digest = _push_base(tmp_path, registry, busybox)
+    app = tmp_path / "app"
+    (app / "hello.txt").parent.mkdir()
+    (app / "hello.txt").write_text("world")
+    manifest = write(app / "ocibuild.yaml", APP_MANIFEST.format(base=f"{repo}@{digest}"))
+    code, out, err = cli("build", manifest, "-o", app / "app.tar", "--json", capsys=capsys)
+    assert code == 0, err
+    assert "not pinned" not in err
+    image = read_image(app / "app.tar")
+    validate_image(image)
+    base = read_image(tmp_path / "base" / "base.tar")
+    assert [l.diff_id for l in image.layers[:1]] == [l.diff_id for l in base.layers]
+    assert image.layers[0].digest == base.layers[0].digest  # reused, not re-compressed
+    config = image.config["config"]
+    assert config["Entrypoint"] == ["/bin/busybox", "sh", "-c"]  # inherited
+    assert config["User"] == "1000"
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["FROM_BASE"] == "yes" and env["SHARED"] == "app"
+    assert len(image.config["history"]) == 2
+    bundle = unpack(app / "app.tar", tmp_path / "run")
+    prepare_bundle(bundle)
+    result = runc_run(bundle)
+    assert result.stdout.strip() == "yes app world 1000", result.stderr
+
+
+def test_base_by_tag_warns_and_strict_refuses(tmp_path, registry, busybox, capsys):
+    repo, digest = _push_base(tmp_path, registry, busybox)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "hello.txt").write_text("world")
+    manifest = write(app / "ocibuild.yaml", APP_MANIFEST.format(base=f"{repo}:1"))
+    code, _, err = cli("build", manifest, "-o", app / "a.tar", capsys=capsys)
+    assert code == 0 and "not pinned by digest" in err and digest in err
+    code, _, err = cli("build", manifest, "-o", app / "b.tar", "--strict", capsys=capsys)
+    assert code == 1 and "not pinned by digest" in err
+    assert not (app / "b.tar").exists()

@@ -73,6 +73,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.push:
         from .registry.push import push_image
         summary["pushed"] = push_image(image, args.push, insecure=args.insecure)
+    if args.sbom or args.sign_key:
+        summary.update(_build_supply(args, image, result.name, summary.get("pushed")))
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
@@ -88,6 +90,28 @@ def cmd_build(args: argparse.Namespace) -> int:
     for ref in args.push or []:
         print(f"pushed {ref}@{summary['pushed']}")
     return EXIT_OK
+
+
+def _build_supply(args: argparse.Namespace, image: Any, name: str,
+                  pushed: str | None) -> dict[str, Any]:
+    """``build --sbom FORMAT`` (next to ``-o``) and ``build --push REF --sign-key KEY``."""
+    from .errors import InputError
+    from .supply.commands import build_sbom, sign_pushed
+
+    out: dict[str, Any] = {}
+    if args.sbom:
+        if not args.output:
+            raise InputError("--sbom writes the SBOM next to the image: give -o as well")
+        out["sbom"] = str(build_sbom(image, name, Path(args.output), args.sbom))
+        _err(f"sbom   {out['sbom']}")
+    if args.sign_key:
+        if not pushed:
+            raise InputError("--sign-key signs the pushed image: give --push REF as well")
+        out["signatures"] = sign_pushed(args.push, pushed, args.sign_key,
+                                        insecure=args.insecure)
+        for sig in out["signatures"]:
+            _err(f"signed {sig['reference']} → {sig['signature']}")
+    return out
 
 
 def _load_build_input(path: Path, tag: str | None):
@@ -182,6 +206,81 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- supply chain ----------------------------------------------------------------
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from .supply.keys import cosign_password, write_key_pair
+
+    prefix = Path(args.output_key_prefix)
+    write_key_pair(prefix, cosign_password, force=args.force)
+    _err(f"private key written to {prefix}.key, public key to {prefix}.pub")
+    print(f"{prefix}.key")
+    print(f"{prefix}.pub")
+    return EXIT_OK
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from .supply.sign import parse_annotations, sign
+
+    result = sign(args.ref, args.key, annotations=parse_annotations(args.annotation),
+                  insecure=args.insecure)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        _err(f"signed {result.reference}" + ("" if result.added else " (already signed)"))
+        print(result.signature_ref)
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .supply.sign import parse_annotations
+    from .supply.verify import verify
+
+    result = verify(args.ref, args.key, annotations=parse_annotations(args.annotation),
+                    insecure=args.insecure)
+    _err(f"verified {result.reference}: {len(result.verified)} valid signature(s)"
+         + (f", {len(result.rejected)} rejected" if result.rejected else ""))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.reference)
+    return EXIT_OK
+
+
+def cmd_sbom(args: argparse.Namespace) -> int:
+    from .supply.sbom import generate, render
+    from .supply.source import open_subject
+
+    subject = open_subject(args.image, insecure=args.insecure)
+    data = render(generate(subject, args.format))
+    if args.output:
+        from .supply.commands import write_bytes
+        write_bytes(Path(args.output), data)
+        _err(f"sbom ({args.format}) → {args.output}")
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .supply.audit import audit
+    from .supply.source import open_subject
+
+    subject = open_subject(args.image, insecure=args.insecure)
+    report = audit(subject.image, name=subject.name, digest=subject.digest,
+                   fail_on=args.fail_on)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for f in report.findings:
+            print(f"{f.severity.upper():<8} {f.id:<16} {f.message}")
+        failed = len(report.failures)
+        _err(f"audit {'passed' if report.passed else 'FAILED'}: {len(report.findings)} "
+             f"finding(s), {failed} at or above {report.fail_on}")
+    return EXIT_OK if report.passed else EXIT_USER
+
+
 # -- inspect ---------------------------------------------------------------------
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -245,6 +344,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--tag", help="image name to write instead of the manifest's")
     p.add_argument("--push", action="append", metavar="REF",
                    help="also push the image to REF (repeatable)")
+    p.add_argument("--sbom", choices=("spdx-json", "cyclonedx-json"),
+                   help="also write an SBOM next to the -o output (IMAGE.spdx.json / .cdx.json)")
+    p.add_argument("--sign-key", metavar="KEY",
+                   help="sign the pushed image with this cosign key (needs --push)")
 
     p = sub.add_parser("push", help="push an image tarball to a registry")
     p.add_argument("image", help="image tarball or OCI layout directory")
@@ -279,6 +382,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", help="Debian mirror URL (default $OCIBUILD_DEBIAN_MIRROR, "
                                     "then the host's apt sources)")
     p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("keygen", help="write a cosign-format key pair (cosign.key, cosign.pub)")
+    p.add_argument("--output-key-prefix", default="cosign",
+                   help="write PREFIX.key and PREFIX.pub (default cosign)")
+    p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("sign", help="sign an image in a registry, the way cosign does")
+    p.add_argument("ref", help="registry/repo:tag (resolved to its digest) or registry/repo@sha256:…")
+    p.add_argument("--key", required=True, help="private key (cosign.key, or a PEM EC key); "
+                                                "password from COSIGN_PASSWORD or a prompt")
+    p.add_argument("-a", "--annotation", action="append", metavar="KEY=VALUE",
+                   help="add KEY=VALUE to the payload's optional section (repeatable)")
+    _registry_flags(p)
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("verify", help="verify an image's cosign signatures with a public key")
+    p.add_argument("ref", help="registry/repo:tag or registry/repo@sha256:…")
+    p.add_argument("--key", required=True, help="public key (cosign.pub)")
+    p.add_argument("-a", "--annotation", action="append", metavar="KEY=VALUE",
+                   help="require KEY=VALUE in the payload's optional section (repeatable)")
+    _registry_flags(p)
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("sbom", help="write an SPDX or CycloneDX SBOM of an image")
+    p.add_argument("image", help="image tarball, OCI layout directory, or registry reference")
+    p.add_argument("--format", choices=("spdx-json", "cyclonedx-json"), default="spdx-json")
+    p.add_argument("-o", "--output", help="write here instead of standard output")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow plain HTTP and unverified TLS for this registry")
+    p.set_defaults(func=cmd_sbom)
+
+    p = sub.add_parser("audit", help="check an image for root user, shells, setuid, secrets…")
+    p.add_argument("image", help="image tarball, OCI layout directory, or registry reference")
+    p.add_argument("--fail-on", choices=("info", "low", "medium", "high", "critical"),
+                   default="medium", help="lowest severity that fails the audit (default medium)")
+    _registry_flags(p)
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("inspect", help="show an image tarball's config, layers, largest files")
     p.add_argument("image", help="image tarball or OCI layout directory")

@@ -1,0 +1,278 @@
+"""``ocibuild audit``: the classic container mistakes, found in a finished image.
+
+One streaming pass over the layers, bottom to top. Each regular file is read
+once, in blocks: its MD5 is kept (to compare with the image's own dpkg
+``status.d/<pkg>.md5sums``), and its bytes are searched for PEM private-key
+headers; small text files are also searched for tokens. Secrets count in
+every layer, including files a later layer deletes with a whiteout: the bytes
+are still in the image's blobs. Everything else is judged on the final file
+system the container sees.
+
+Severities: ``critical`` and ``high`` and ``medium`` fail the audit by
+default (``--fail-on`` moves the threshold); ``low`` and ``info`` are reported
+only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+import re
+import stat
+import tarfile
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..layers.reader import iter_members
+from ..oci.image import Image
+from .walk import apply_whiteouts, whiteout_target
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+DEFAULT_FAIL_ON = "medium"
+
+SHELLS = frozenset({"sh", "bash", "dash", "ash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish",
+                    "busybox", "toybox"})
+PACKAGE_MANAGERS = frozenset({"apt", "apt-get", "aptitude", "dpkg", "rpm", "yum", "dnf",
+                              "microdnf", "zypper", "apk", "pip", "pip3", "pacman", "conda",
+                              "npm", "gem"})
+_BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
+_PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
+
+_BLOCK = 1 << 20
+_PEM_KEY = re.compile(rb"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY"
+                      rb"(?: BLOCK)?)-----")
+_TEXT_LIMIT = 1 << 20
+_TOKENS = (
+    ("aws-access-key", re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Z0-9])")),
+    ("github-token", re.compile(rb"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,255}")),
+    ("github-token", re.compile(rb"github_pat_[A-Za-z0-9_]{60,255}")),
+)
+_ENV_SECRET = re.compile(rb"(?im)^\s*(?:export\s+)?[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|"
+                         rb"API_KEY)[A-Z0-9_]*\s*=\s*['\"]?[^\s'\"#]+")
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    severity: str
+    message: str
+    path: str | None = None
+    layer: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "severity": self.severity, "message": self.message}
+        if self.path is not None:
+            out["path"] = self.path
+        if self.layer is not None:
+            out["layer"] = self.layer
+        return out
+
+
+@dataclass
+class AuditReport:
+    digest: str
+    name: str | None
+    findings: list[Finding]
+    fail_on: str = DEFAULT_FAIL_ON
+
+    @property
+    def failures(self) -> list[Finding]:
+        threshold = SEVERITIES.index(self.fail_on)
+        return [f for f in self.findings if SEVERITIES.index(f.severity) >= threshold]
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {"image": self.name, "digest": self.digest, "passed": self.passed,
+                "fail_on": self.fail_on, "findings": [f.to_json() for f in self.findings]}
+
+
+@dataclass
+class _File:
+    """What the final view needs to know about one path."""
+
+    layer: int
+    mode: int
+    uid: int
+    kind: bytes
+    md5: str | None = None
+    linkname: str = ""
+
+
+@dataclass
+class _Scan:
+    view: dict[str, _File] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    secrets: list[tuple[str, int, str, str]] = field(default_factory=list)
+    """(path, layer, id, detail) for every secret seen in any layer."""
+    md5sums: dict[str, bytes] = field(default_factory=dict)
+
+
+def audit(image: Image, *, name: str | None = None, digest: str | None = None,
+          fail_on: str = DEFAULT_FAIL_ON) -> AuditReport:
+    """Audit ``image``; the report's ``passed`` says whether nothing reached ``fail_on``."""
+    scan = _Scan()
+    for index, layer in enumerate(image.layers):
+        _scan_layer(scan, index, layer)
+    findings = _user_findings(image)
+    findings += _secret_findings(scan)
+    findings += _file_findings(scan.view)
+    findings += _dpkg_findings(scan)
+    order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
+    findings.sort(key=lambda f: (order[f.severity], f.id, f.path or "", f.layer or 0))
+    return AuditReport(digest or image.digest, name, findings, fail_on)
+
+
+# -- the scan ---------------------------------------------------------------------
+
+def _scan_layer(scan: _Scan, index: int, layer: Any) -> None:
+    whiteouts: list[tuple[str, bool]] = []
+    added: dict[str, _File] = {}
+    for member, tar, info in iter_members(layer, index):
+        if member.path == "/":
+            continue
+        hidden = whiteout_target(member.path)
+        if hidden is not None:
+            whiteouts.append(hidden)
+            continue
+        entry = _File(index, info.mode, info.uid, info.type, linkname=info.linkname)
+        if info.isfile():
+            entry.md5 = _read_file(scan, tar, info, member.path, index)
+        elif info.islnk():
+            target = "/" + info.linkname.lstrip("./")
+            source = added.get(target) or scan.view.get(target)
+            entry.md5 = source.md5 if source else None
+        added[member.path] = entry
+    apply_whiteouts(scan.view, whiteouts)
+    for path, entry in added.items():
+        old = scan.view.get(path)
+        if old is not None and old.kind == tarfile.DIRTYPE and entry.kind != tarfile.DIRTYPE:
+            apply_whiteouts(scan.view, [(path, True)])  # a file replaces a whole directory
+        scan.view[path] = entry
+
+
+def _read_file(scan: _Scan, tar: tarfile.TarFile, info: tarfile.TarInfo, path: str,
+               index: int) -> str:
+    stream = tar.extractfile(info)
+    md5 = hashlib.md5(usedforsecurity=False)
+    if stream is None:
+        return md5.hexdigest()
+    small = info.size <= _TEXT_LIMIT
+    head = b""
+    tail = b""
+    found_key: str | None = None
+    while True:
+        block = stream.read(_BLOCK)
+        if not block:
+            break
+        md5.update(block)
+        if small:
+            head += block
+        if found_key is None:
+            m = _PEM_KEY.search(tail + block)
+            if m:
+                found_key = m.group(1).decode()
+        tail = block[-64:]
+    if found_key:
+        scan.secrets.append((path, index, "private-key", f"a PEM {found_key}"))
+    if small and b"\0" not in head[:8192]:
+        for ident, pattern in _TOKENS:
+            if pattern.search(head):
+                scan.secrets.append((path, index, ident, "a token"))
+                break
+        base = posixpath.basename(path)
+        if base == ".env" or base.startswith(".env.") or base.endswith(".env"):
+            scan.secrets.append((path, index, "env-file", "an .env file"))
+            if _ENV_SECRET.search(head):
+                scan.secrets.append((path, index, "env-secret",
+                                     "a password/secret/token assignment"))
+    if path.startswith("/var/lib/dpkg/status.d/") and path.endswith(".md5sums") and small:
+        scan.md5sums[path] = head
+    return md5.hexdigest()
+
+
+# -- judging -------------------------------------------------------------------------
+
+def _user_findings(image: Image) -> list[Finding]:
+    user = str((image.config.get("config") or {}).get("User") or "").strip()
+    name = user.split(":", 1)[0]
+    if name in ("", "root", "0"):
+        shown = f"User is {user!r}" if user else "no User is set"
+        return [Finding("root-user", "high", f"the container runs as root ({shown}); set "
+                                             "config.user to a non-root uid such as 65532")]
+    return []
+
+
+def _secret_findings(scan: _Scan) -> list[Finding]:
+    out = []
+    for path, layer, ident, detail in scan.secrets:
+        entry = scan.view.get(path)
+        live = entry is not None and entry.layer == layer
+        where = f"layer {layer}" + ("" if live else
+                                    " (deleted or replaced by a later layer, but still in "
+                                    "that layer's blob)")
+        severity = {"env-file": "medium"}.get(ident, "critical")
+        out.append(Finding(ident, severity, f"{path} holds {detail}, in {where}", path, layer))
+    return out
+
+
+def _file_findings(view: dict[str, _File]) -> list[Finding]:
+    out = []
+    for path in sorted(view):
+        entry = view[path]
+        base = posixpath.basename(path)
+        directory = posixpath.dirname(path)
+        is_exec = entry.kind in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE,
+                                 tarfile.SYMTYPE)
+        if is_exec and directory in _BIN_DIRS or (is_exec and base == "busybox"):
+            if base in SHELLS:
+                out.append(Finding("shell", "medium", f"{path}: a shell is present "
+                                   "(an attacker's first tool)", path, entry.layer))
+            elif base in PACKAGE_MANAGERS or _PIP_VERSIONED.match(base):
+                out.append(Finding("package-manager", "medium",
+                                   f"{path}: a package manager is present", path, entry.layer))
+        if entry.kind in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE) and \
+                entry.mode & (stat.S_ISUID | stat.S_ISGID):
+            bits = " and ".join(b for b, m in (("setuid", stat.S_ISUID),
+                                                ("setgid", stat.S_ISGID)) if entry.mode & m)
+            out.append(Finding("setuid", "high", f"{path}: {bits} (mode "
+                               f"{entry.mode & 0o7777:04o})", path, entry.layer))
+        if entry.kind not in (tarfile.SYMTYPE,) and entry.mode & stat.S_IWOTH and \
+                not _under_tmp(path, entry):
+            out.append(Finding("world-writable", "high", f"{path}: world-writable (mode "
+                               f"{entry.mode & 0o7777:04o})", path, entry.layer))
+    return out
+
+
+def _under_tmp(path: str, entry: _File) -> bool:
+    for tmp in ("/tmp", "/var/tmp"):
+        if path == tmp:
+            return bool(entry.mode & stat.S_ISVTX)
+        if path.startswith(tmp + "/"):
+            return True
+    return False
+
+
+def _dpkg_findings(scan: _Scan) -> list[Finding]:
+    out = []
+    for sums_path, data in sorted(scan.md5sums.items()):
+        sums = scan.view.get(sums_path)
+        if sums is None:
+            continue  # deleted later: not the image's metadata any more
+        package = posixpath.basename(sums_path)[:-len(".md5sums")]
+        for line in data.decode("utf-8", "replace").splitlines():
+            digest, _, rel = line.strip().partition(" ")
+            rel = rel.strip().lstrip("*")
+            if not rel or len(digest) != 32:
+                continue
+            path = "/" + rel.lstrip("/")
+            entry = scan.view.get(path)
+            if entry is None or entry.md5 is None:
+                continue  # distroless bases drop docs and such on purpose
+            if entry.md5 != digest.lower():
+                out.append(Finding("dpkg-modified", "medium",
+                                   f"{path} differs from what package {package} installed "
+                                   f"(md5 {entry.md5}, dpkg says {digest})", path, entry.layer))
+    return out

@@ -1,0 +1,47 @@
+"""The supply-chain verbs the ``build`` command chains after building and pushing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..oci.image import Image
+from ..sinks.atomic import atomic_file
+from .sbom import SUFFIX, generate, render
+from .source import Subject
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, then rename)."""
+    with atomic_file(path) as out:
+        out.write(data)
+
+
+def sbom_path(image_path: Path, fmt: str) -> Path:
+    """``iris.tar`` → ``iris.spdx.json`` (or ``iris.cdx.json``), beside the image."""
+    stem = image_path.name[:-4] if image_path.name.endswith(".tar") else image_path.name
+    return image_path.with_name(stem + SUFFIX[fmt])
+
+
+def build_sbom(image: Image, name: str | None, image_path: Path, fmt: str) -> Path:
+    """``build --sbom FORMAT``: the SBOM of the built image, next to its output."""
+    path = sbom_path(image_path, fmt)
+    write_bytes(path, render(generate(Subject(image, name, image.digest), fmt)))
+    return path
+
+
+def sign_pushed(refs: Sequence[str], digest: str, key_path: str | Path, *,
+                insecure: bool = False) -> list[dict[str, Any]]:
+    """``build --push REF… --sign-key KEY``: sign the pushed digest in every repository."""
+    from ..registry.push import ClientPool
+    from ..registry.reference import parse_reference
+    from .sign import load_signing_key, sign_with_key
+
+    key = load_signing_key(key_path)
+    pool = ClientPool(insecure=insecure)
+    done: dict[str, dict[str, Any]] = {}
+    for text in refs:
+        ref = parse_reference(text)
+        if ref.name not in done:
+            done[ref.name] = sign_with_key(ref.with_digest(digest), key, pool=pool).to_json()
+    return list(done.values())

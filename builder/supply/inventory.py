@@ -1,0 +1,222 @@
+"""What software an image holds: Debian packages and Python distributions.
+
+One streaming pass over the layers, bottom to top, keeps only the small
+metadata files that describe packages (never a layer, nor a large file):
+
+* ``/var/lib/dpkg/status.d/<pkg>`` stanzas (distroless-style bases; ocibuild's
+  own Debian bases write them) and the classic ``/var/lib/dpkg/status``;
+* ``/usr/share/doc/<pkg>/copyright`` for Debian licenses (DEP-5 ``License:``);
+* ``*.dist-info/METADATA`` and ``*.egg-info/PKG-INFO`` anywhere, which covers
+  site-packages, virtualenvs and a PyInstaller onedir bundle's ``_internal/``;
+* ``/etc/os-release`` for the distro qualifier of Debian purls.
+
+Whiteouts are honoured: a package deleted by a later layer is not listed.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import re
+from dataclasses import dataclass
+from typing import Iterable
+from urllib.parse import quote
+
+from ..layers.reader import iter_members
+from ..oci.image import Image
+from .licenses import spdx_expression, spdx_id
+from .walk import apply_whiteouts, whiteout_target
+
+MAX_METADATA_BYTES = 1 << 20
+_STATUS_D = re.compile(r"^/var/lib/dpkg/status\.d/([^/]+)$")
+_COPYRIGHT = re.compile(r"^/usr/share/doc/([^/]+)/copyright$")
+_PY_METADATA = re.compile(r"/[^/]+\.(?:dist-info/METADATA|egg-info/PKG-INFO)$")
+_NOT_STANZA = (".md5sums", ".list", ".conffiles", ".preinst", ".postinst", ".prerm",
+               ".postrm", ".triggers", ".shlibs", ".symbols", ".templates")
+
+
+@dataclass(frozen=True)
+class Package:
+    """One package found in the image."""
+
+    ecosystem: str          # "deb" | "pypi"
+    name: str
+    version: str
+    purl: str
+    location: str           # the metadata file it was read from
+    licenses: tuple[str, ...] = ()      # as stated (names)
+    license_expression: str | None = None  # a valid SPDX expression, when known
+    arch: str | None = None
+    source: str | None = None  # Debian source package
+    supplier: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[str, str, str, str]:
+        return (self.ecosystem, self.name.lower(), self.version, self.location)
+
+
+def _interesting(path: str) -> bool:
+    if path == "/var/lib/dpkg/status" or path == "/etc/os-release":
+        return True
+    m = _STATUS_D.match(path)
+    if m:
+        return not m.group(1).endswith(_NOT_STANZA)
+    return bool(_COPYRIGHT.match(path) or _PY_METADATA.search(path))
+
+
+def collect_metadata(image: Image) -> dict[str, bytes]:
+    """The final content of every package-metadata file (whiteouts applied)."""
+    files: dict[str, bytes] = {}
+    for index, layer in enumerate(image.layers):
+        whiteouts: list[tuple[str, bool]] = []
+        added: dict[str, bytes | None] = {}
+        for member, tar, info in iter_members(layer, index):
+            hidden = whiteout_target(member.path)
+            if hidden is not None:
+                whiteouts.append(hidden)
+            elif _interesting(member.path):
+                data = None
+                if info.isfile() and info.size <= MAX_METADATA_BYTES:
+                    stream = tar.extractfile(info)
+                    data = stream.read() if stream else None
+                added[member.path] = data
+            elif member.path in files:  # replaced by something we do not read
+                added[member.path] = None
+        apply_whiteouts(files, whiteouts)
+        for path, data in added.items():
+            if data is None:
+                files.pop(path, None)
+            else:
+                files[path] = data
+    return files
+
+
+def inventory(image: Image) -> list[Package]:
+    """Every Debian package and Python distribution in ``image``, sorted."""
+    files = collect_metadata(image)
+    distro = _distro(files.get("/etc/os-release", b""))
+    copyrights = {m.group(1): files[p] for p in files if (m := _COPYRIGHT.match(p))}
+    packages: set[Package] = set()
+    for path in sorted(files):
+        if _STATUS_D.match(path) or path == "/var/lib/dpkg/status":
+            for stanza in parse_stanzas(files[path]):
+                pkg = _deb(stanza, path, distro, copyrights)
+                if pkg is not None:
+                    packages.add(pkg)
+        elif _PY_METADATA.search(path):
+            pkg = _python(files[path], path)
+            if pkg is not None:
+                packages.add(pkg)
+    return sorted(packages, key=lambda p: p.sort_key)
+
+
+# -- Debian ---------------------------------------------------------------------------
+
+def parse_stanzas(data: bytes) -> list[dict[str, str]]:
+    """RFC 822-style control stanzas (continuation lines joined with newlines)."""
+    stanzas: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    key = None
+    for line in data.decode("utf-8", "replace").splitlines():
+        if not line.strip():
+            if current:
+                stanzas.append(current)
+            current, key = {}, None
+        elif line[0] in " \t" and key:
+            current[key] += "\n" + line.strip()
+        elif ":" in line:
+            key, _, value = line.partition(":")
+            key = key.strip()
+            current[key] = value.strip()
+    if current:
+        stanzas.append(current)
+    return stanzas
+
+
+def _distro(os_release: bytes) -> str | None:
+    fields = {}
+    for line in os_release.decode("utf-8", "replace").splitlines():
+        k, sep, v = line.partition("=")
+        if sep:
+            fields[k.strip()] = v.strip().strip('"')
+    if fields.get("ID") and fields.get("VERSION_ID"):
+        return f"{fields['ID']}-{fields['VERSION_ID']}"
+    return None
+
+
+def _deb(stanza: dict[str, str], path: str, distro: str | None,
+         copyrights: dict[str, bytes]) -> Package | None:
+    name, version = stanza.get("Package"), stanza.get("Version")
+    if not name or not version:
+        return None
+    status = stanza.get("Status")
+    if status and not status.endswith(" installed"):
+        return None
+    arch = stanza.get("Architecture") or None
+    qualifiers = []
+    if arch:
+        qualifiers.append(f"arch={quote(arch, safe='')}")
+    if distro:
+        qualifiers.append(f"distro={quote(distro, safe='')}")
+    purl = f"pkg:deb/debian/{quote(name, safe='')}@{quote(version, safe=':')}"
+    if qualifiers:
+        purl += "?" + "&".join(qualifiers)
+    names = _copyright_licenses(copyrights.get(name, b""))
+    ids = [spdx_id(n) for n in names]
+    expression = " AND ".join(sorted({i for i in ids if i})) if ids and all(ids) else None
+    source = (stanza.get("Source") or "").split(" ")[0] or None
+    return Package("deb", name, version, purl, path, tuple(names), expression or None, arch,
+                   source, stanza.get("Maintainer") or None)
+
+
+def _copyright_licenses(data: bytes) -> list[str]:
+    """Distinct license short names of a DEP-5 copyright file, in first-seen order."""
+    seen: list[str] = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        if line.startswith("License:"):
+            for part in re.split(r"\s+(?:or|and)\s+|\s*[|,]\s*", line[8:].strip()):
+                part = part.strip()
+                if part and part not in seen and " " not in part:
+                    seen.append(part)
+    return seen
+
+
+# -- Python ---------------------------------------------------------------------------
+
+def pypi_name(name: str) -> str:
+    """The purl / PEP 503 normal form: lowercase, runs of ``-_.`` become ``-``."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _python(data: bytes, path: str) -> Package | None:
+    headers = email.parser.HeaderParser().parsestr(data.decode("utf-8", "replace"))
+    name, version = headers.get("Name"), headers.get("Version")
+    if not name or not version:
+        return None
+    names: list[str] = []
+    expression = None
+    declared = (headers.get("License-Expression") or "").strip()
+    if declared:
+        names.append(declared)
+        expression = spdx_expression(declared)
+    license_field = (headers.get("License") or "").strip()
+    if license_field and "\n" not in license_field and len(license_field) <= 80:
+        if not names:
+            names.append(license_field)
+        expression = expression or spdx_expression(license_field)
+    for classifier in headers.get_all("Classifier") or []:
+        if classifier.startswith("License ::"):
+            label = classifier.split("::")[-1].strip()
+            if label not in names and label not in ("OSI Approved",):
+                names.append(label)
+            if expression is None and spdx_id(label):
+                expression = spdx_id(label)
+    purl = f"pkg:pypi/{pypi_name(name)}@{quote(version, safe='')}"
+    return Package("pypi", name, version, purl, path, tuple(names), expression,
+                   supplier=headers.get("Author") or None)
+
+
+def describe(packages: Iterable[Package]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for p in packages:
+        counts[p.ecosystem] = counts.get(p.ecosystem, 0) + 1
+    return counts

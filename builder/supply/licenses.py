@@ -61,6 +61,9 @@ def spdx_id(name: str) -> str | None:
 
 def spdx_expression(text: str) -> str | None:
     """``text`` as a valid SPDX expression of known ids (normalized), or None."""
+    whole = spdx_id(text)
+    if whole:
+        return whole
     out: list[str] = []
     for token in _TOKEN.findall(text.strip()):
         upper = token.upper()

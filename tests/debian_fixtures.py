@@ -73,7 +73,8 @@ class GpgKey:
         return {**os.environ, "GNUPGHOME": str(self.home)}
 
 
-def make_gpg_key(directory: Path, uid: str = "ocibuild test archive <archive@example.invalid>") -> GpgKey:
+def make_gpg_key(directory: Path,
+                 uid: str = "ocibuild test archive <archive@example.invalid>") -> GpgKey:
     home = directory / "gnupg"
     home.mkdir(mode=0o700, parents=True)
     key = GpgKey(home, directory / "archive-keyring.gpg")
@@ -130,7 +131,8 @@ class DebArchive:
             Architectures: amd64
             Components: main
             No-Support-for-Architecture-all: Packages
-            """) + ("Acquire-By-Hash: yes\n" if self.by_hash else "") + "SHA256:\n" + "\n".join(lines) + "\n"
+            """) + ("Acquire-By-Hash: yes\n" if self.by_hash else "") + "SHA256:\n"
+        release += "\n".join(lines) + "\n"
         (dist / "Release").write_text(release)
         inrelease = dist / "InRelease"
         inrelease.unlink(missing_ok=True)
@@ -181,7 +183,7 @@ config:
 
 
 def write_definition(directory: Path, archive: DebArchive, packages: list[str],
-                     exclude: list[str] = (), name: str = "tiny") -> Path:  # type: ignore[assignment]
+                     exclude: tuple[str, ...] | list[str] = (), name: str = "tiny") -> Path:
     path = directory / f"{name}.yaml"
     path.write_text(BASE_YAML.format(name=name, suite=archive.suite, keyring=archive.key.keyring,
                                      packages=", ".join(packages), exclude=", ".join(exclude)))

@@ -118,28 +118,40 @@ class IndexFile:
 class PackageIndex:
     """The ``Packages`` of one suite/component/arch, parsed on demand."""
 
-    _chunks: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # name -> (suite, stanza)
+    # name -> [(suite, data, start, end)]: stanzas are slices of the Packages bytes,
+    # kept as offsets so indexing a 45 MB Packages file copies none of it (and no
+    # str of it is made: descriptions in UTF-8 would make that 2-4 times larger).
+    _chunks: dict[str, list[tuple[str, bytes, int, int]]] = field(default_factory=dict)
     _providers: dict[str, set[str]] = field(default_factory=dict)  # virtual -> names
     _parsed: dict[str, list[Packages]] = field(default_factory=dict)
 
-    _NAME = re.compile(r"^Package:[ \t]*(\S+)", re.M)
-    _PROVIDES = re.compile(r"^Provides:[ \t]*(.*(?:\n[ \t].*)*)", re.M)
+    _GAP = re.compile(rb"\n(?:[ \t]*\n)+")
+    _NAME = re.compile(rb"^Package:[ \t]*(\S+)", re.M)
+    _PROVIDES = re.compile(rb"^Provides:[ \t]*(.*(?:\n[ \t].*)*)", re.M)
 
-    def add_text(self, text: str, suite: str = "") -> None:
+    def add_text(self, text: bytes, suite: str = "") -> None:
         """Index a ``Packages`` file; ``suite`` is remembered as each stanza's origin."""
-        for chunk in re.split(r"\n\s*\n", text):
-            m = self._NAME.search(chunk)
-            if not m:
-                continue
-            name = m.group(1)
-            self._chunks.setdefault(name, []).append((suite, chunk))
-            p = self._PROVIDES.search(chunk)
-            if p:
-                for item in p.group(1).replace("\n", " ").split(","):
-                    virtual = item.strip().split(" ", 1)[0].split("(", 1)[0].strip()
-                    if virtual:
-                        self._providers.setdefault(virtual, set()).add(name)
-            self._parsed.pop(name, None)
+        start = 0
+        for gap in self._GAP.finditer(text):
+            if gap.start() > start:
+                self._index_stanza(text, start, gap.start(), suite)
+            start = gap.end()
+        if start < len(text):
+            self._index_stanza(text, start, len(text), suite)
+
+    def _index_stanza(self, text: bytes, start: int, end: int, suite: str) -> None:
+        m = self._NAME.search(text, start, end)
+        if not m:
+            return
+        name = m.group(1).decode("ascii", errors="replace")
+        self._chunks.setdefault(name, []).append((suite, text, start, end))
+        p = self._PROVIDES.search(text, start, end)
+        if p:
+            for item in p.group(1).decode("ascii", errors="replace").replace("\n", " ").split(","):
+                virtual = item.strip().split(" ", 1)[0].split("(", 1)[0].strip()
+                if virtual:
+                    self._providers.setdefault(virtual, set()).add(name)
+        self._parsed.pop(name, None)
 
     def __len__(self) -> int:
         return len(self._chunks)
@@ -151,8 +163,8 @@ class PackageIndex:
         """
         if name not in self._parsed:
             parsed = []
-            for suite, chunk in self._chunks.get(name, []):
-                stanza = Packages(chunk)
+            for suite, text, start, end in self._chunks.get(name, []):
+                stanza = Packages(text[start:end].decode("utf-8", errors="replace"))
                 stanza[SUITE_FIELD] = suite
                 parsed.append(stanza)
             self._parsed[name] = parsed
@@ -256,6 +268,8 @@ def load_index(mirror: str, suite: str, components: tuple[str, ...], architectur
                                           "the signed Release)", f"sha256:{digest} ({size} bytes)",
                                           f"sha256:{actual} ({len(data)} bytes)")
             files.append(IndexFile(f"dists/{suite}/{name}", size, digest))
-            index.add_text(_decompress(name, data).decode("utf-8", errors="replace"), suite)
+            text = _decompress(name, data)
+            del data
+            index.add_text(text, suite)
     return ArchiveIndex(index, files, release.get("Codename", suite),
                         release.get("Suite", suite), release.get("Version", ""))

@@ -242,8 +242,9 @@ def load_base_definition(path: Path) -> BaseDefinition:
         cf.done()
         config = BaseConfig(user, env)
     top.done()
+    by_uid = tuple(sorted(users.values(), key=lambda u: u.uid))
+    by_gid = tuple(sorted(groups.values(), key=lambda g: g.gid))
     return BaseDefinition(path, name, suite, architecture, tuple(components), keyring,
-                          packages, tuple(exclude), tuple(sorted(users.values(), key=lambda u: u.uid)),
-                          tuple(sorted(groups.values(), key=lambda g: g.gid)),
+                          packages, tuple(exclude), by_uid, by_gid,
                           tuple(directories), tuple(drop), tuple(keep), timezone, config,
                           tuple(updates))

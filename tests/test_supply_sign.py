@@ -228,3 +228,29 @@ def test_build_push_sign_and_sbom_in_one_command(registry, tmp_path, keys, capsy
     code, _, err = cli("build", manifest, "--cache-dir", tmp_path / "cache", "--sign-key", key,
                        capsys=capsys)
     assert code == 1 and "--push" in err
+
+
+def test_sbom_and_audit_read_an_image_from_the_registry(registry, tmp_path, capsys,
+                                                       monkeypatch):
+    monkeypatch.setenv("OCIBUILD_CACHE", str(tmp_path / "cache"))
+    (tmp_path / "meta").write_text("Metadata-Version: 2.1\nName: Flask\nVersion: 3.0.3\n")
+    manifest = write(tmp_path / "ocibuild.yaml", """
+        image: test/remote:1
+        layers:
+          - name: app
+            files:
+              - {src: meta, dest: /app/_internal/flask-3.0.3.dist-info/METADATA}
+        config:
+          user: "65532"
+        """)
+    ref = f"{registry.host}/remote/app:1"
+    assert cli("build", manifest, "-q", "--push", ref, "--cache-dir", tmp_path / "c",
+               capsys=capsys)[0] == 0
+    code, out, err = cli("sbom", ref, "--format", "cyclonedx-json", capsys=capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [c["purl"] for c in doc["components"]] == ["pkg:pypi/flask@3.0.3"]
+    assert doc["metadata"]["component"]["purl"].endswith(
+        f"repository_url={registry.host}/remote/app")
+    code, out, err = cli("audit", ref, "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["passed"] is True

@@ -389,22 +389,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
     p.set_defaults(func=cmd_keygen)
 
-    p = sub.add_parser("sign", help="sign an image in a registry, the way cosign does")
-    p.add_argument("ref", help="registry/repo:tag (resolved to its digest) or registry/repo@sha256:…")
-    p.add_argument("--key", required=True, help="private key (cosign.key, or a PEM EC key); "
-                                                "password from COSIGN_PASSWORD or a prompt")
-    p.add_argument("-a", "--annotation", action="append", metavar="KEY=VALUE",
-                   help="add KEY=VALUE to the payload's optional section (repeatable)")
-    _registry_flags(p)
-    p.set_defaults(func=cmd_sign)
-
-    p = sub.add_parser("verify", help="verify an image's cosign signatures with a public key")
-    p.add_argument("ref", help="registry/repo:tag or registry/repo@sha256:…")
-    p.add_argument("--key", required=True, help="public key (cosign.pub)")
-    p.add_argument("-a", "--annotation", action="append", metavar="KEY=VALUE",
-                   help="require KEY=VALUE in the payload's optional section (repeatable)")
-    _registry_flags(p)
-    p.set_defaults(func=cmd_verify)
+    _signature_command(sub, "sign", cmd_sign, "sign an image in a registry, the way cosign does",
+                       "private key (cosign.key, or a PEM EC key); password from "
+                       "COSIGN_PASSWORD or a prompt", "add")
+    _signature_command(sub, "verify", cmd_verify,
+                       "verify an image's cosign signatures with a public key",
+                       "public key (cosign.pub)", "require")
 
     p = sub.add_parser("sbom", help="write an SPDX or CycloneDX SBOM of an image")
     p.add_argument("image", help="image tarball, OCI layout directory, or registry reference")
@@ -427,6 +417,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
     return parser
+
+
+def _signature_command(sub: Any, name: str, func: Callable[[argparse.Namespace], int],
+                       help_text: str, key_help: str, verb: str) -> None:
+    p = sub.add_parser(name, help=help_text)
+    p.add_argument("ref", help="registry/repo:tag (resolved to its digest now) or "
+                               "registry/repo@sha256:…")
+    p.add_argument("--key", required=True, help=key_help)
+    p.add_argument("-a", "--annotation", action="append", metavar="KEY=VALUE",
+                   help=f"{verb} KEY=VALUE in the payload's optional section (repeatable)")
+    _registry_flags(p)
+    p.set_defaults(func=func)
 
 
 def _registry_flags(p: argparse.ArgumentParser, json_flag: bool = True) -> None:

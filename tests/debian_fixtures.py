@@ -93,6 +93,7 @@ class DebArchive:
     suite: str = "testing-ocibuild"
     debs: list[Path] = field(default_factory=list)
     by_hash: bool = False     # also publish indexes under by-hash/SHA256/ (as Debian does)
+    valid_until: str = ""     # a Valid-Until date for Release, e.g. in the past
 
     def add(self, deb: Path) -> None:
         self.debs.append(deb)
@@ -131,7 +132,10 @@ class DebArchive:
             Architectures: amd64
             Components: main
             No-Support-for-Architecture-all: Packages
-            """) + ("Acquire-By-Hash: yes\n" if self.by_hash else "") + "SHA256:\n"
+            """) + ("Acquire-By-Hash: yes\n" if self.by_hash else "")
+        if self.valid_until:
+            release += f"Valid-Until: {self.valid_until}\n"
+        release += "SHA256:\n"
         release += "\n".join(lines) + "\n"
         (dist / "Release").write_text(release)
         inrelease = dist / "InRelease"

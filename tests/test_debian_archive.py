@@ -105,3 +105,21 @@ def test_binary_all_is_read_when_release_lists_it(tmp_path, gpg_key):
         index = load_index(url, archive.suite, ("main",), "amd64", gpg_key.keyring)
     assert [p["Version"] for p in index.packages.candidates("noarch")] == ["3"]
     assert index.files[-1].path.endswith("main/binary-all/Packages")
+
+
+@pytest.mark.parametrize("valid_until, ok", [("Sat, 01 Jan 2000 00:00:00 UTC", False),
+                                             ("Fri, 01 Jan 2100 00:00:00 UTC", True)])
+def test_expired_release_is_refused(tmp_path, gpg_key, valid_until, ok):
+    from debian_fixtures import DebArchive, make_deb, serve
+
+    archive = DebArchive(tmp_path / "repo", gpg_key, valid_until=valid_until)
+    archive.add(make_deb(tmp_path, "hello", "1.0"))
+    archive.publish()
+    with serve(archive.root) as url:
+        if ok:
+            load_index(url, archive.suite, ("main",), "amd64", gpg_key.keyring)
+        else:
+            with pytest.raises(DebianError, match="expired on Sat, 01 Jan 2000"):
+                load_index(url, archive.suite, ("main",), "amd64", gpg_key.keyring)
+            load_index(url, archive.suite, ("main",), "amd64", gpg_key.keyring,
+                       check_valid_until=False)

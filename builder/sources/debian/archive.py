@@ -10,6 +10,7 @@ that resolution touches are parsed with python-debian's deb822.
 
 from __future__ import annotations
 
+import email.utils
 import gzip
 import hashlib
 import lzma
@@ -19,6 +20,7 @@ import subprocess
 import tempfile
 import urllib.parse
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Protocol
 
@@ -222,8 +224,28 @@ def _release_sha256(release: Release) -> dict[str, tuple[int, str]]:
     return out
 
 
+def ensure_not_expired(release: Release, what: str, now: datetime | None = None) -> None:
+    """Refuse a Release past its ``Valid-Until`` (as apt does): a mirror replaying an
+    old, correctly signed Release would otherwise pin packages with known holes."""
+    text = release.get("Valid-Until")
+    if not text:
+        return
+    try:
+        until = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError) as e:
+        raise DebianError(f"{what}: unreadable Valid-Until {text!r}") from e
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=timezone.utc)
+    now = now or datetime.now(timezone.utc)
+    if now > until:
+        raise DebianError(f"{what}: the signed Release expired on {text} (Valid-Until); the "
+                          "mirror is stale or replaying an old index (for a snapshot mirror, "
+                          "lock with check_valid_until=False)")
+
+
 def load_index(mirror: str, suite: str, components: tuple[str, ...], architecture: str,
-               keyring: Path, transport: Transport | None = None) -> ArchiveIndex:
+               keyring: Path, transport: Transport | None = None, *,
+               check_valid_until: bool = True) -> ArchiveIndex:
     """Fetch, verify and index ``dists/<suite>`` for ``architecture`` (plus ``all``)."""
     transport = transport or RequestsTransport()
     base = f"{mirror.rstrip('/')}/dists/{suite}"
@@ -235,6 +257,8 @@ def load_index(mirror: str, suite: str, components: tuple[str, ...], architectur
     if suite not in names:
         raise DebianError(f"{mirror}/{inrelease_path}: signed Release is for "
                           f"{release.get('Suite')}/{release.get('Codename')}, not {suite}")
+    if check_valid_until:
+        ensure_not_expired(release, f"{mirror}/{inrelease_path}")
     listed = _release_sha256(release)
     files = [IndexFile(inrelease_path, len(raw), sha256_bytes(raw))]
     index = PackageIndex()

@@ -38,17 +38,19 @@ lock; callers caching a built base layer put it in their cache key."""
 
 def lock_base(definition: BaseDefinition, mirror: str | None = None, *,
               cache_dir: Path | None = None, transport: Transport | None = None,
-              prefetch: bool = True) -> Path:
+              prefetch: bool = True, check_valid_until: bool = True) -> Path:
     """Resolve ``definition`` against the archive and write its lock file.
 
     With ``prefetch`` (the default) every ``.deb`` is also downloaded into the
     cache and checked against the sha256 from ``Packages``, so a lock is only
     written once every package it names is known to be fetchable and intact.
-    Nothing is written on any error.
+    Nothing is written on any error. ``check_valid_until=False`` accepts a
+    Release past its ``Valid-Until`` (needed only for snapshot mirrors).
     """
     urls = {suite: find_mirror(suite, mirror) for suite in definition.suites}
     archives = [load_index(urls[suite], suite, definition.components, definition.architecture,
-                           definition.keyring, transport) for suite in definition.suites]
+                           definition.keyring, transport, check_valid_until=check_valid_until)
+                for suite in definition.suites]
     main = archives[0]
     for extra in archives[1:]:
         main.packages.merge(extra.packages)

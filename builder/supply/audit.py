@@ -241,8 +241,11 @@ def _file_findings(view: dict[str, _File]) -> list[Finding]:
                                f"{entry.mode & 0o7777:04o})", path, entry.layer))
         if entry.kind not in (tarfile.SYMTYPE,) and entry.mode & stat.S_IWOTH and \
                 not _under_tmp(path, entry):
-            out.append(Finding("world-writable", "high", f"{path}: world-writable (mode "
-                               f"{entry.mode & 0o7777:04o})", path, entry.layer))
+            # a sticky directory (/var/lock, /run/lock) is shared like /tmp: worth a note only
+            sticky_dir = entry.kind == tarfile.DIRTYPE and entry.mode & stat.S_ISVTX
+            out.append(Finding("world-writable", "low" if sticky_dir else "high",
+                               f"{path}: world-writable (mode {entry.mode & 0o7777:04o})"
+                               + (", sticky" if sticky_dir else ""), path, entry.layer))
     return out
 
 

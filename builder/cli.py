@@ -42,6 +42,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .pipeline import BuildContext, build_epoch, build_image, default_cache_dir
     from .sinks.tarball import write_layout_dir, write_tarball
 
+    signing_key = _check_build_flags(args)
     manifest = _load_build_input(Path(args.manifest), args.tag)
     ctx = BuildContext(cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
                        epoch=build_epoch(), log=_err if not args.quiet else (lambda m: None),
@@ -74,7 +75,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         from .registry.push import push_image
         summary["pushed"] = push_image(image, args.push, insecure=args.insecure)
     if args.sbom or args.sign_key:
-        summary.update(_build_supply(args, image, result.name, summary.get("pushed")))
+        summary.update(_build_supply(args, image, result.name, summary.get("pushed"),
+                                     signing_key))
     if args.json:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
@@ -92,22 +94,32 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _build_supply(args: argparse.Namespace, image: Any, name: str,
-                  pushed: str | None) -> dict[str, Any]:
-    """``build --sbom FORMAT`` (next to ``-o``) and ``build --push REF --sign-key KEY``."""
+def _check_build_flags(args: argparse.Namespace) -> Any:
+    """Refuse flag combinations before any work; load the signing key up front, so a
+    wrong password fails the build before anything is pushed."""
     from .errors import InputError
+
+    if args.sbom and not args.output:
+        raise InputError("--sbom writes the SBOM next to the image: give -o as well")
+    if args.sign_key and not args.push:
+        raise InputError("--sign-key signs the pushed image: give --push REF as well")
+    if not args.sign_key:
+        return None
+    from .supply.sign import load_signing_key
+    return load_signing_key(args.sign_key)
+
+
+def _build_supply(args: argparse.Namespace, image: Any, name: str, pushed: str | None,
+                  signing_key: Any) -> dict[str, Any]:
+    """``build --sbom FORMAT`` (next to ``-o``) and ``build --push REF --sign-key KEY``."""
     from .supply.commands import build_sbom, sign_pushed
 
     out: dict[str, Any] = {}
     if args.sbom:
-        if not args.output:
-            raise InputError("--sbom writes the SBOM next to the image: give -o as well")
         out["sbom"] = str(build_sbom(image, name, Path(args.output), args.sbom))
         _err(f"sbom   {out['sbom']}")
-    if args.sign_key:
-        if not pushed:
-            raise InputError("--sign-key signs the pushed image: give --push REF as well")
-        out["signatures"] = sign_pushed(args.push, pushed, args.sign_key,
+    if signing_key is not None and pushed:
+        out["signatures"] = sign_pushed(args.push, pushed, signing_key,
                                         insecure=args.insecure)
         for sig in out["signatures"]:
             _err(f"signed {sig['reference']} → {sig['signature']}")

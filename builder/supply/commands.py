@@ -30,14 +30,19 @@ def build_sbom(image: Image, name: str | None, image_path: Path, fmt: str) -> Pa
     return path
 
 
-def sign_pushed(refs: Sequence[str], digest: str, key_path: str | Path, *,
+def sign_pushed(refs: Sequence[str], digest: str, key: Any, *,
                 insecure: bool = False) -> list[dict[str, Any]]:
-    """``build --push REF… --sign-key KEY``: sign the pushed digest in every repository."""
+    """``build --push REF… --sign-key KEY``: sign the pushed digest in every repository.
+
+    ``key`` is a key file's path or a key already loaded with ``load_signing_key``
+    (the CLI loads it before building, so a wrong password fails before any push).
+    """
     from ..registry.push import ClientPool
     from ..registry.reference import parse_reference
     from .sign import load_signing_key, sign_with_key
 
-    key = load_signing_key(key_path)
+    if isinstance(key, (str, Path)):
+        key = load_signing_key(key)
     pool = ClientPool(insecure=insecure)
     done: dict[str, dict[str, Any]] = {}
     for text in refs:

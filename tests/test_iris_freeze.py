@@ -77,19 +77,19 @@ def test_iris_serves_predictions_on_a_scratch_root_as_nonroot(tmp_path: Path,
     bundle = tmp_path / "bundle"
     _materialize(entries + libs.host_entries + model, bundle / "rootfs")
     assert not (bundle / "rootfs" / "bin").exists() and not (bundle / "rootfs" / "usr").exists()
-    port = _free_port()
+    port = free_port()
     _runtime_config(bundle, ["/app/app"], env=["MODEL_PATH=/app/model.joblib", f"PORT={port}",
                                                "JOBLIB_MULTIPROCESSING=0"])
     cid, proc = runc_start_detached(bundle, tmp_path / "container.log")
     try:
-        answer = _post_when_up(f"http://127.0.0.1:{port}/predict", SAMPLE, proc,
+        answer = post_when_up(f"http://127.0.0.1:{port}/predict", SAMPLE, proc,
                                tmp_path / "container.log")
     finally:
         runc_stop(cid, proc)
     assert answer == {"result": 2}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -125,8 +125,9 @@ def _runtime_config(bundle: Path, args: list[str], env: list[str]) -> None:
     config_path.write_text(json.dumps(config))
 
 
-def _post_when_up(url: str, body: dict, proc: subprocess.Popen, log: Path,
-                  timeout: float = 60) -> object:
+def post_when_up(url: str, body: dict, proc: subprocess.Popen, log: Path,
+                 timeout: float = 60) -> object:
+    """POST JSON to a server starting in ``proc``; its answer, or fail with its log."""
     data = json.dumps(body).encode()
     deadline = time.monotonic() + timeout
     while True:

@@ -130,6 +130,19 @@ def test_onefile_gives_one_executable(tmp_path: Path, shared_cache: Path) -> Non
     assert "frozen" in out.stdout
 
 
+def test_extra_args_paths_are_relative_to_the_app(tmp_path: Path, shared_cache: Path) -> None:
+    source = ("import pathlib, sys\n"
+              "print(pathlib.Path(sys._MEIPASS, 'greeting.txt').read_text())\n")
+    options = _app(tmp_path / "src", source)
+    (tmp_path / "src" / "greeting.txt").write_text("hello from data")
+    frozen = freeze(PyInstallerOptions(entry=options.entry,
+                                       extra_args=("--add-data", "greeting.txt:.")),
+                    cache_dir=shared_cache)
+    out = subprocess.run([str(frozen.dist_dir / "hello")], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "hello from data"
+
+
 def test_failed_freeze_shows_the_log_tail_and_a_fix(tmp_path: Path, shared_cache: Path) -> None:
     options = _app(tmp_path / "src", "import json\nprint(json.dumps(\n")
     with pytest.raises(FreezeError) as err:
@@ -138,6 +151,8 @@ def test_failed_freeze_shows_the_log_tail_and_a_fix(tmp_path: Path, shared_cache
     assert "PyInstaller failed to freeze hello.py" in message
     assert "  | " in message and "SyntaxError" in message
     assert "likely fix: fix the syntax error" in message
+    full_log = Path(message.split("(full log: ")[1].split(")")[0])
+    assert "SyntaxError" in full_log.read_text()
     assert not list((shared_cache / "tmp").iterdir())  # the scratch dir is gone
 
 

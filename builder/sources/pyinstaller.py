@@ -38,7 +38,7 @@ PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-c
 """What is installed next to the app's requirements; part of every cache key."""
 
 MODES = ("onedir", "onefile")
-_KEY_VERSION = "2"  # bump when the layout or the PyInstaller command line changes
+_KEY_VERSION = "3"  # bump when the layout or the PyInstaller command line changes
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".venv", "venv", "build", "dist",
               ".mypy_cache", ".pytest_cache"}
 _LOG_TAIL_LINES = 40
@@ -134,14 +134,18 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         src = scratch / "src"
         _copy_sources(options.entry.parent, src)
         out = scratch / "out"
+        # Run from the copy of the entry's folder, so relative paths in extra_args
+        # (--add-data, --icon …) mean what they mean next to the app.
         cmd = [str(venv / "bin" / "python"), "-m", "PyInstaller", *pyinstaller_args(options),
-               "--distpath", "dist", "--workpath", "work", "--specpath", ".",
-               str(Path("src") / options.entry.name)]
-        proc = _run(runner, cmd, cwd=scratch, env={**env, "PYINSTALLER_CONFIG_DIR": str(scratch)})
+               "--distpath", "../dist", "--workpath", "../work", "--specpath", ".",
+               options.entry.name]
+        proc = _run(runner, cmd, cwd=src, env={**env, "PYINSTALLER_CONFIG_DIR": str(scratch)})
         produced = scratch / "dist" / (exe if options.mode == "onedir" else "")
         if proc.returncode != 0 or not (produced / exe).exists():
-            raise FreezeError(_freeze_failure(options, proc))
+            raise FreezeError(_freeze_failure(options, proc, _keep_log(cache_dir, dist_key, proc)))
         _drop_outside_records(produced)
+        if options.strip and options.mode == "onefile":
+            log("pyinstaller: strip is not applied in onefile mode (see builder.sources.elfstrip)")
         if options.strip and options.mode == "onedir":
             report = strip_tree(produced, skip=(exe,), runner=runner)
             log(f"pyinstaller: stripped {len(report.stripped)} files, saved "
@@ -257,15 +261,28 @@ _FIXES: tuple[tuple[str, Callable[[re.Match[str]], str]], ...] = (
 )
 
 
-def _freeze_failure(options: PyInstallerOptions, proc: "subprocess.CompletedProcess[str]") -> str:
+def _freeze_failure(options: PyInstallerOptions, proc: "subprocess.CompletedProcess[str]",
+                    full_log: Path | None = None) -> str:
     out = _output(proc)
+    where = f" (full log: {full_log})" if full_log else ""
     message = (f"PyInstaller failed to freeze {options.entry.name} (exit {proc.returncode}); "
-               f"last lines of its log:\n{_tail(out)}")
+               f"last lines of its log{where}:\n{_tail(out)}")
     for pattern, fix in _FIXES:
         m = re.search(pattern, out)
         if m:
             return f"{message}\nlikely fix: {fix(m)}"
     return message
+
+
+def _keep_log(cache_dir: Path, key: str, proc: "subprocess.CompletedProcess[str]") -> Path | None:
+    """Save a failed run's whole output under ``cache_dir/logs``; None if that fails."""
+    path = cache_dir / "logs" / f"{key[:16]}.log"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(_output(proc), encoding="utf-8")
+    except OSError:
+        return None
+    return path
 
 
 def _tail(text: str) -> str:

@@ -14,6 +14,8 @@ from builder.sources.elf import read_elf
 from builder.sources.files import tree_entries
 
 from conftest import require_tool
+from helpers import cli, write
+from runtime import prepare_bundle, runc_run, unpack
 
 INTERP = "/lib64/ld-linux-x86-64.so.2"
 
@@ -164,3 +166,46 @@ def test_a_library_of_another_class_is_not_a_match(native_app: Path, tmp_path: P
     # ... a file that only has the right name is not
     fake["/usr/lib/libgreet.so.1"] = Entry.bytes_file("/usr/lib/libgreet.so.1", b"\x7fELF" * 20)
     assert ("/app/bin/hello", "libgreet.so.1") in resolve_closure(fake, strict=False).missing
+
+
+def _manifest(root: Path, app: Path, libraries: str) -> Path:
+    return write(root / "ocibuild.yaml", f"""
+        image: test/native:1
+        base: scratch
+        libraries: {{from: {libraries}}}
+        layers:
+          - name: app
+            files:
+              - {{src: {app}, dest: /app}}
+        config:
+          user: "65532:65532"
+          entrypoint: ["/app/bin/hello"]
+        """)
+
+
+def test_build_fails_naming_the_native_file_and_soname(native_app: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    (native_app / "lib" / "libgreet.so.1").unlink()
+    for libraries in ("none", "host"):  # the host has no libgreet either
+        code, _, err = cli("build", _manifest(tmp_path, native_app, libraries), "-o",
+                           tmp_path / "x.tar", capsys=capsys)
+        assert code != 0
+        assert "/app/bin/hello needs libgreet.so.1" in err
+    assert not (tmp_path / "x.tar").exists()
+
+
+def test_libraries_from_host_make_a_scratch_image_run(native_app: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    code, _, err = cli("build", _manifest(tmp_path, native_app, "none"), "-o",
+                       tmp_path / "x.tar", capsys=capsys)
+    assert code != 0 and "/app/bin/hello needs libc.so.6" in err
+    code, _, err = cli("build", _manifest(tmp_path, native_app, "host"), "-o",
+                       tmp_path / "x.tar", capsys=capsys)
+    assert code == 0, err
+    bundle = unpack(tmp_path / "x.tar", tmp_path / "unpacked")
+    prepare_bundle(bundle)
+    result = runc_run(bundle)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "hi"

@@ -80,13 +80,16 @@ def test_iris_serves_predictions_on_a_scratch_root_as_nonroot(tmp_path: Path,
     port = free_port()
     _runtime_config(bundle, ["/app/app"], env=["MODEL_PATH=/app/model.joblib", f"PORT={port}",
                                                "JOBLIB_MULTIPROCESSING=0"])
-    cid, proc = runc_start_detached(bundle, tmp_path / "container.log")
+    assert predict_in_runc(bundle, port, tmp_path / "container.log") == {"result": 2}
+
+
+def predict_in_runc(bundle: Path, port: int, log: Path) -> object:
+    """Start the bundle's server with runc, POST the sample, stop it; the answer."""
+    cid, proc = runc_start_detached(bundle, log)
     try:
-        answer = post_when_up(f"http://127.0.0.1:{port}/predict", SAMPLE, proc,
-                               tmp_path / "container.log")
+        return post_when_up(f"http://127.0.0.1:{port}/predict", SAMPLE, proc, log)
     finally:
         runc_stop(cid, proc)
-    assert answer == {"result": 2}
 
 
 def free_port() -> int:

@@ -20,11 +20,10 @@ import pytest
 
 from builder.cli import main
 from helpers import cli
-from runtime import podman, prepare_bundle, runc_start_detached, runc_stop, unpack
-from test_iris_freeze import free_port, post_when_up
+from runtime import podman, prepare_bundle, unpack
+from test_iris_freeze import free_port, predict_in_runc
 
 IRIS = Path(__file__).resolve().parent.parent / "examples" / "iris"
-SAMPLE = {"data": [5.9, 3.0, 5.1, 1.8]}
 
 pytestmark = pytest.mark.slow
 
@@ -75,13 +74,7 @@ def test_iris_image_serves_predictions_under_runc(cold: dict, tmp_path: Path) ->
     port = free_port()
     config["process"]["env"].append(f"PORT={port}")
     (bundle / "config.json").write_text(json.dumps(config))
-    cid, proc = runc_start_detached(bundle, tmp_path / "container.log")
-    try:
-        answer = post_when_up(f"http://127.0.0.1:{port}/predict", SAMPLE, proc,
-                               tmp_path / "container.log")
-    finally:
-        runc_stop(cid, proc)
-    assert answer == {"result": 2}
+    assert predict_in_runc(bundle, port, tmp_path / "container.log") == {"result": 2}
 
 
 def test_podman_loads_the_iris_image(cold: dict, tmp_path: Path) -> None:

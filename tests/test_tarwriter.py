@@ -99,3 +99,57 @@ def test_file_changing_size_while_read_is_an_error(tmp_path):
     with pytest.raises(InputError, match="change"):
         build_layer([liar], blob_dir=tmp_path, epoch=0)
     assert not list((tmp_path / "sha256").iterdir())
+
+
+@pytest.mark.parametrize("name,kind,linkname,uid,size,mtime", [
+    ("app/main.py", Kind.FILE, "", 0, 123, 0),
+    ("app", Kind.DIR, "", 65532, 0, 1700000000),
+    ("a" * 100, Kind.FILE, "", 0, 0, 0),
+    ("a" * 99, Kind.DIR, "", 0, 0, 0),           # 100 with the slash
+    ("a" * 101, Kind.FILE, "", 0, 1, 0),         # needs a PAX path record
+    ("usr/lib/libz.so", Kind.SYMLINK, "libz.so.1.2.13", 0, 0, 0),
+    ("l", Kind.SYMLINK, "t" * 101, 0, 0, 0),
+    ("z/hard", Kind.HARDLINK, "a/b", 1, 0, 0),
+    ("caf\u00e9/na\u00efve.txt", Kind.FILE, "", 0, 5, 0),
+    ("big", Kind.FILE, "", 0, 8 ** 11, 0),        # size over the octal field
+    ("uid", Kind.FILE, "", 8 ** 7, 0, 0),
+])
+def test_fast_headers_match_tarfile(name, kind, linkname, uid, size, mtime):
+    """The hand-formatted header is byte for byte what tarfile writes in PAX format."""
+    from builder.layers.tarwriter import _TYPES, tar_header
+
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid = _TYPES[kind], 0o4755, uid, uid
+    info.size, info.mtime, info.linkname, info.uname, info.gname = size, mtime, linkname, "", ""
+    expected = info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+    assert tar_header(name, kind, 0o104755, uid, uid, size, mtime, linkname) == expected
+
+
+def test_tar_stream_matches_tarfile(tmp_path):
+    """A whole layer equals tarfile's stream-mode PAX output for the same members."""
+    from builder.layers.tarwriter import write_tar
+
+    big = bytes(range(256)) * 5000
+    entries = normalize([Entry.bytes_file("/b/small", b"x" * 700),
+                         Entry.bytes_file("/a/big", big, mode=0o755),
+                         Entry.bytes_file("/a/empty", b""),
+                         Entry.symlink("/a/link", "big"),
+                         Entry.directory("/c" + "/d" * 60)])
+    ours = io.BytesIO()
+    write_tar(entries, ours, 42)
+    ref = io.BytesIO()
+    with tarfile.open(fileobj=ref, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for e in entries:
+            info = tarfile.TarInfo(e.path.lstrip("/"))
+            info.mtime, info.mode, info.uid, info.gid = 42, e.mode, e.uid, e.gid
+            info.uname = info.gname = ""
+            data = None
+            if e.kind is Kind.DIR:
+                info.type = tarfile.DIRTYPE
+            elif e.kind is Kind.SYMLINK:
+                info.type, info.linkname = tarfile.SYMTYPE, e.target
+            else:
+                info.size = e.size
+                data = e.opener()
+            tar.addfile(info, data)
+    assert ours.getvalue() == ref.getvalue()

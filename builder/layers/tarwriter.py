@@ -92,52 +92,143 @@ class TarStats:
     bytes: int = 0
 
 
-def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
-    """Write already-normalized ``entries`` as a PAX tar to ``out``; stream file data."""
-    stats = TarStats()
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT, encoding="utf-8",
-                      bufsize=_BUFSIZE, copybufsize=_BUFSIZE) as tar:
-        for entry in entries:
-            info = tarfile.TarInfo(entry.path.lstrip("/"))
-            info.mtime = epoch
-            info.mode = entry.mode & 0o7777
-            info.uid, info.gid = entry.uid, entry.gid
-            info.uname = info.gname = ""
-            if entry.kind is Kind.DIR:
-                info.type = tarfile.DIRTYPE
-                tar.addfile(info)
-            elif entry.kind is Kind.SYMLINK:
-                info.type = tarfile.SYMTYPE
-                info.linkname = entry.target
-                tar.addfile(info)
-            elif entry.kind is Kind.HARDLINK:
-                info.type = tarfile.LNKTYPE
-                info.linkname = entry.target.lstrip("/")
-                tar.addfile(info)
+BLOCK = tarfile.BLOCKSIZE
+RECORD = tarfile.RECORDSIZE
+_NUL = b"\0"
+# The constant tail of a ustar header after ``linkname``: magic "ustar\0" version
+# "00", empty uname/gname (32 each), empty devmajor/devminor (8 each, no digits:
+# not a device), empty prefix (155), and the 12 bytes padding the block to 512.
+_USTAR_TAIL = b"ustar\x0000" + _NUL * (32 + 32 + 8 + 8 + 155 + 12)
+_TAIL_SUM = sum(_USTAR_TAIL) + sum(b"        ")  # the checksum field counts as spaces
+_TYPES = {Kind.FILE: tarfile.REGTYPE, Kind.DIR: tarfile.DIRTYPE,
+          Kind.SYMLINK: tarfile.SYMTYPE, Kind.HARDLINK: tarfile.LNKTYPE}
+
+
+def tar_header(name: str, kind: Kind, mode: int, uid: int, gid: int, size: int,
+               mtime: int, linkname: str = "") -> bytes:
+    """One member's header, byte for byte what ``tarfile`` writes in PAX format.
+
+    The common case (ASCII names of at most 100 bytes, ids and sizes that fit
+    in octal fields) is formatted here directly, about ten times faster than
+    ``TarInfo.tobuf``; anything needing a PAX extended header goes to tarfile.
+    """
+    typ = _TYPES[kind]
+    if kind is Kind.DIR and not name.endswith("/"):
+        name += "/"
+    if (len(name) <= 100 and len(linkname) <= 100 and name.isascii() and linkname.isascii()
+            and 0 <= uid < 0o10000000 and 0 <= gid < 0o10000000
+            and 0 <= size < 0o100000000000 and 0 <= mtime < 0o100000000000):
+        name_b, link_b = name.encode("ascii"), linkname.encode("ascii")
+        numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode & 0o7777, uid, gid, size, mtime)
+        chksum = _TAIL_SUM + sum(name_b) + sum(numbers) + typ[0] + sum(link_b)
+        return b"".join((name_b, _NUL * (100 - len(name_b)), numbers,
+                         b"%06o\0 " % chksum, typ, link_b, _NUL * (100 - len(link_b)),
+                         _USTAR_TAIL))
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.uid, info.gid = typ, mode & 0o7777, uid, gid
+    info.size, info.mtime, info.linkname = size, mtime, linkname
+    info.uname = info.gname = ""
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+class _BlockWriter:
+    """Gathers the tar stream into whole ``size``-byte writes to ``out``.
+
+    File data is read straight into the buffer (``readinto``), so each byte is
+    copied once on its way to the hasher and compressor, and ``out`` (the
+    parallel gzip writer) sees piece-sized writes.
+    """
+
+    def __init__(self, out: BinaryIO, size: int = _BUFSIZE) -> None:
+        self._out = out
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._size = size
+        self._pos = 0
+        self.offset = 0
+
+    def put(self, data: bytes) -> None:
+        n = len(data)
+        pos = self._pos
+        if pos + n < self._size:
+            self._view[pos:pos + n] = data
+            self._pos = pos + n
+        else:
+            view = memoryview(data)
+            while view:
+                room = self._size - self._pos
+                take = view[:room]
+                self._view[self._pos:self._pos + len(take)] = take
+                self._pos += len(take)
+                view = view[len(take):]
+                if self._pos == self._size:
+                    self._emit()
+        self.offset += n
+
+    def copy_from(self, stream: BinaryIO, size: int, path: str) -> None:
+        """Exactly ``size`` bytes of ``stream``; refuse a stream that ends early."""
+        readinto = getattr(stream, "readinto", None)
+        left = size
+        while left:
+            room = min(self._size - self._pos, left)
+            target = self._view[self._pos:self._pos + room]
+            if readinto is not None:
+                n = readinto(target)
             else:
-                info.type = tarfile.REGTYPE
-                info.size = entry.size
-                assert entry.opener is not None, entry.path
+                data = stream.read(room)
+                n = len(data)
+                target[:n] = data
+            if not n:
+                raise InputError(f"{path} changed while being read: it ended {left} bytes "
+                                 f"early (expected {size} bytes)")
+            self._pos += n
+            left -= n
+            if self._pos == self._size:
+                self._emit()
+        self.offset += size
+
+    def _emit(self) -> None:
+        self._out.write(bytes(self._view[:self._pos]))
+        self._pos = 0
+
+    def flush(self) -> None:
+        if self._pos:
+            self._emit()
+
+
+def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
+    """Write already-normalized ``entries`` as a PAX tar to ``out``; stream file data.
+
+    The bytes are those of ``tarfile`` in PAX format (stream mode, records of
+    20 blocks); headers and the copy loop are done here because per-member
+    overhead in ``tarfile`` dominated layers of many small files.
+    """
+    stats = TarStats()
+    w = _BlockWriter(out)
+    for entry in entries:
+        name = entry.path.lstrip("/")
+        if entry.kind is Kind.FILE:
+            w.put(tar_header(name, Kind.FILE, entry.mode, entry.uid, entry.gid, entry.size,
+                             epoch))
+            assert entry.opener is not None, entry.path
+            try:
                 with entry.opener() as stream:
-                    try:
-                        tar.addfile(info, _ExactReader(stream, entry.size, entry.path))
-                    except OSError as e:
-                        raise InputError(f"cannot read {entry.path} ({e}); did it change "
-                                         f"while being read? expected {entry.size} bytes") from e
-                stats.files += 1
-                stats.bytes += entry.size
+                    w.copy_from(stream, entry.size, entry.path)
+            except OSError as e:
+                raise InputError(f"cannot read {entry.path} ({e}); did it change "
+                                 f"while being read? expected {entry.size} bytes") from e
+            tail = entry.size % BLOCK
+            if tail:
+                w.put(_NUL * (BLOCK - tail))
+            stats.files += 1
+            stats.bytes += entry.size
+        else:
+            target = entry.target.lstrip("/") if entry.kind is Kind.HARDLINK else entry.target
+            w.put(tar_header(name, entry.kind, entry.mode, entry.uid, entry.gid, 0, epoch,
+                             target))
+    w.put(_NUL * (2 * BLOCK))
+    tail = w.offset % RECORD
+    if tail:
+        w.put(_NUL * (RECORD - tail))
+    w.flush()
     return stats
-
-
-class _ExactReader:
-    """Refuse a file that changed size between listing and reading."""
-
-    def __init__(self, stream: BinaryIO, size: int, path: str) -> None:
-        self._stream, self._left, self._path = stream, size, path
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(self._left if n < 0 else min(n, self._left))
-        self._left -= len(data)
-        if not data and n != 0 and self._left > 0:
-            raise InputError(f"{self._path} shrank while it was being read")
-        return data

@@ -152,3 +152,16 @@ def test_gcc_program_runs_on_cc_under_runc_as_nonroot(cc, tmp_path):
     assert fields["user"] == "nonroot" and fields["uid"] == "65532"
     assert int(fields["certs"]) > 100
     assert fields["tz"] == "UTC"
+
+
+def test_committed_static_lock_builds_the_same_layer_from_two_caches(cc, tmp_path):
+    """The committed lock is what manifests use: it must fetch and build bit for bit."""
+    from builder.layers.build import build_layer
+
+    definition = load_base_definition(BASES / "static.yaml")
+    lock = load_lock(definition)
+    layers = [build_layer(base_entries(definition, lock, tmp_path / f"cache{i}"),
+                          blob_dir=tmp_path / f"blobs{i}", epoch=0, keep_special_bits=True)
+              for i in range(2)]
+    assert layers[0].digest == layers[1].digest
+    assert layers[0].diff_id == layers[1].diff_id

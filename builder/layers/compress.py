@@ -206,8 +206,11 @@ class ZstdWriter:
                  workers: int | None = None) -> None:
         import zstandard  # lazy: keeps `ocibuild --help` fast
         threads = max(1, workers if workers is not None else default_workers())
+        # A 1 MiB output buffer: with the default (128 KiB) the writer stalls on its
+        # output and libzstd's workers barely overlap (measured: 0.59 s → 0.38 s for
+        # 223 MB on 2 cores); the bytes are the same either way.
         self._writer = zstandard.ZstdCompressor(level=level, threads=threads).stream_writer(
-            out, closefd=False)
+            out, closefd=False, write_size=1 << 20)
         self._frame_end = zstandard.FLUSH_FRAME
 
     def write(self, data: bytes) -> int:

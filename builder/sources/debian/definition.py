@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import yamlspec
-from ...errors import ManifestError
 from ...layers.entries import image_path
 from .archive import DEBIAN_KEYRING
 
@@ -160,45 +159,41 @@ def _package_list(node: yamlspec.Node) -> tuple[str, ...]:
     return names
 
 
-def load_base_definition(path: Path) -> BaseDefinition:
-    """Read a base definition strictly; errors name file, line and field."""
-    path = Path(path)
-    root = yamlspec.load(path)
-    top = root.mapping()
-    name = top.optional("name", lambda n: n.str(), path.stem)
-    deb = top.required("debian").mapping()
-    suite = deb.required("suite").str()
-    architecture = deb.required("architecture").str()
-    updates = deb.optional("updates", lambda n: n.str_list(), ())
-    components = deb.optional("components", lambda n: n.str_list(), ("main",))
-    keyring_node = deb.get("keyring")
-    keyring = DEBIAN_KEYRING
-    if keyring_node is not None:
-        keyring = Path(keyring_node.str())
-        if not keyring.is_absolute():
-            keyring = (path.parent / keyring).resolve()
-    deb.done()
-    packages_node = top.required("packages")
-    packages = _package_list(packages_node)
-    if not packages:
-        raise packages_node.error("lists no packages")
-    exclude = top.optional("exclude", _package_list, ())
+def _strings(node: yamlspec.Node) -> tuple[str, ...]:
+    return node.str_list()
 
+
+def _nodes(node: yamlspec.Node) -> list[yamlspec.Node]:
+    return node.list()
+
+
+NO_STRINGS: tuple[str, ...] = ()
+MAIN: tuple[str, ...] = ("main",)
+NO_NODES: list[yamlspec.Node] = []
+
+
+def _users(top: yamlspec.Fields) -> dict[str, User]:
+    """root, nobody and nonroot, plus (or replaced by) the definition's ``users:``."""
     users = {u.name: u for u in DEFAULT_USERS}
-    for item in top.optional("users", lambda n: n.list(), []):
+    for item in top.optional("users", _nodes, NO_NODES):
         f = item.mapping()
-        uname = _name(f.required("name"))
+        name = _name(f.required("name"))
         uid = _int(f.required("uid"))
-        user = User(uname, uid, f.optional("gid", _int, uid),
-                    f.optional("home", _abs_path, f"/home/{uname}"),
+        user = User(name, uid, f.optional("gid", _int, uid),
+                    f.optional("home", _abs_path, f"/home/{name}"),
                     f.optional("shell", _abs_path, NOLOGIN))
         f.done()
-        clash = [u for u in users.values() if u.uid == uid and u.name != uname]
+        clash = [u for u in users.values() if u.uid == uid and u.name != name]
         if clash:
             raise item.error(f"uid {uid} is already used by {clash[0].name}")
-        users[uname] = user
+        users[name] = user
+    return users
+
+
+def _groups(top: yamlspec.Fields, users: dict[str, User]) -> dict[str, Group]:
+    """The default groups, ``groups:``, and a group of its own for each user lacking one."""
     groups = {g.name: g for g in DEFAULT_GROUPS}
-    for item in top.optional("groups", lambda n: n.list(), []):
+    for item in top.optional("groups", _nodes, NO_NODES):
         f = item.mapping()
         group = Group(_name(f.required("name")), _int(f.required("gid")))
         f.done()
@@ -208,43 +203,75 @@ def load_base_definition(path: Path) -> BaseDefinition:
         if user.gid not in gids and user.name not in groups:
             groups[user.name] = Group(user.name, user.gid)
             gids.add(user.gid)
+    return groups
 
-    directories = []
-    for item in top.optional("directories", lambda n: n.list(), []):
+
+def _directories(top: yamlspec.Fields) -> tuple[Directory, ...]:
+    out = []
+    for item in top.optional("directories", _nodes, NO_NODES):
         f = item.mapping()
-        directories.append(Directory(_abs_path(f.required("path")),
-                                     f.optional("mode", _mode, 0o755),
-                                     f.optional("uid", _int, 0), f.optional("gid", _int, 0)))
+        out.append(Directory(_abs_path(f.required("path")), f.optional("mode", _mode, 0o755),
+                             f.optional("uid", _int, 0), f.optional("gid", _int, 0)))
         f.done()
-    # drop/keep add to the defaults (docs but copyright, man, info, locales, lintian).
-    drop = DEFAULT_DROP + top.optional("drop", lambda n: n.str_list(), ())
-    keep = DEFAULT_KEEP + top.optional("keep", lambda n: n.str_list(), ())
-    timezone = top.optional("timezone", lambda n: n.str(), "Etc/UTC")
-    if not re.fullmatch(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*", timezone):
-        raise ManifestError(f"{timezone!r} is not a time zone name", file=str(path),
-                            field="timezone")
+    return tuple(out)
 
-    config = BaseConfig()
-    config_node = top.get("config")
-    if config_node is not None:
-        cf = config_node.mapping()
-        user_node = cf.get("user")
-        user = None
-        if user_node is not None:
-            user = str(user_node.value) if isinstance(user_node.value, int) else user_node.str()
-            if not any(u.name == user or str(u.uid) == user.split(":")[0] for u in users.values()):
-                raise user_node.error(f"user {user!r} is not one of the base's users")
-        env_node = cf.get("env")
-        env: tuple[tuple[str, str], ...] = ()
-        if env_node is not None:
-            ef = env_node.mapping()
-            env = tuple((k, ef.get(k).str()) for k in sorted(ef.keys()))  # type: ignore[union-attr]
-        cf.done()
-        config = BaseConfig(user, env)
+
+def _config(node: yamlspec.Node | None, users: dict[str, User]) -> BaseConfig:
+    if node is None:
+        return BaseConfig()
+    cf = node.mapping()
+    user_node = cf.get("user")
+    user: str | None = None
+    if user_node is not None:
+        user = str(user_node.value) if isinstance(user_node.value, int) else user_node.str()
+        wanted = user.split(":")[0]
+        if not any(u.name == wanted or str(u.uid) == wanted for u in users.values()):
+            raise user_node.error(f"user {user!r} is not one of the base's users")
+    env_node = cf.get("env")
+    env: tuple[tuple[str, str], ...] = ()
+    if env_node is not None:
+        ef = env_node.mapping()
+        env = tuple((key, ef.required(key).str()) for key in sorted(ef.keys()))
+    cf.done()
+    return BaseConfig(user, env)
+
+
+def _timezone(node: yamlspec.Node) -> str:
+    zone = node.str()
+    if not re.fullmatch(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*", zone):
+        raise node.error(f"{zone!r} is not a time zone name")
+    return zone
+
+
+def load_base_definition(path: Path) -> BaseDefinition:
+    """Read a base definition strictly; errors name file, line and field."""
+    path = Path(path)
+    top = yamlspec.load(path).mapping()
+    name = top.optional("name", lambda n: n.str(), path.stem)
+    deb = top.required("debian").mapping()
+    suite = deb.required("suite").str()
+    architecture = deb.required("architecture").str()
+    updates = deb.optional("updates", _strings, NO_STRINGS)
+    components = deb.optional("components", _strings, MAIN)
+    keyring = deb.optional("keyring", lambda n: Path(n.str()), DEBIAN_KEYRING)
+    if not keyring.is_absolute():
+        keyring = (path.parent / keyring).resolve()
+    deb.done()
+    packages_node = top.required("packages")
+    packages = _package_list(packages_node)
+    if not packages:
+        raise packages_node.error("lists no packages")
+    exclude = top.optional("exclude", _package_list, NO_STRINGS)
+    users = _users(top)
+    groups = _groups(top, users)
+    directories = _directories(top)
+    # drop/keep add to the defaults (docs but copyright, man, info, locales, lintian).
+    drop = DEFAULT_DROP + top.optional("drop", _strings, NO_STRINGS)
+    keep = DEFAULT_KEEP + top.optional("keep", _strings, NO_STRINGS)
+    timezone = top.optional("timezone", _timezone, "Etc/UTC")
+    config = _config(top.get("config"), users)
     top.done()
-    by_uid = tuple(sorted(users.values(), key=lambda u: u.uid))
-    by_gid = tuple(sorted(groups.values(), key=lambda g: g.gid))
-    return BaseDefinition(path, name, suite, architecture, tuple(components), keyring,
-                          packages, tuple(exclude), by_uid, by_gid,
-                          tuple(directories), tuple(drop), tuple(keep), timezone, config,
-                          tuple(updates))
+    return BaseDefinition(path, name, suite, architecture, components, keyring, packages,
+                          exclude, tuple(sorted(users.values(), key=lambda u: u.uid)),
+                          tuple(sorted(groups.values(), key=lambda g: g.gid)),
+                          directories, drop, keep, timezone, config, updates)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from debian.deb822 import Packages
 from debian.debian_support import Version, version_compare
 
 from ...errors import DebianError
@@ -77,9 +78,9 @@ def resolve(index: PackageIndex, requested: Iterable[str], architecture: str,
             exclude: Iterable[str] = (), where: str = "the archive") -> list[Resolved]:
     """Resolve ``requested`` and its closure; raise :class:`DebianError` naming what fails."""
     excluded = set(exclude)
-    chosen: dict[str, object] = {}            # name -> stanza
+    chosen: dict[str, Packages] = {}          # name -> stanza
     provided: dict[str, list[str | None]] = {}  # virtual -> provided versions
-    queue: list[tuple[object, str]] = []       # (stanza, why)
+    queue: list[tuple[Packages, str]] = []     # (stanza, why)
 
     def choose(stanza, why: str) -> None:
         name = stanza["Package"]

@@ -163,6 +163,8 @@ def test_minimal_definition_gets_defaults(tmp_path):
     (GOOD + "users:\n  - {name: other, uid: 65532}\n", "bad.yaml:6: users[0]",
      "already used by nonroot"),
     (GOOD + "config:\n  user: ghost\n", "bad.yaml:6: config.user", "not one of the base's users"),
+    (GOOD + "timezone: ../etc/shadow\n", "bad.yaml:5: timezone", "not a time zone name"),
+    (GOOD + "config:\n  env: {A: [1]}\n", "bad.yaml:6: config.env.A", "expected a string"),
 ])
 def test_definition_errors_name_file_line_and_field(tmp_path, text, where, message):
     error = str(_definition_error(tmp_path, text))

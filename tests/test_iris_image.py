@@ -69,12 +69,7 @@ def test_iris_image_serves_predictions_under_runc(cold: dict, tmp_path: Path) ->
                         "usr/bin/pip", "usr/bin/python3"):
         assert not (rootfs / shell_or_pm).exists(), shell_or_pm
     assert oct((rootfs / "app" / "model.joblib").stat().st_mode & 0o777) == "0o444"
-    config = prepare_bundle(bundle, readonly=True, host_network=True)
-    assert config["process"]["user"]["uid"] == 65532
-    port = free_port()
-    config["process"]["env"].append(f"PORT={port}")
-    (bundle / "config.json").write_text(json.dumps(config))
-    assert predict_in_runc(bundle, port, tmp_path / "container.log") == {"result": 2}
+    assert _predict(bundle, tmp_path) == {"result": 2}
 
 
 def test_podman_loads_the_iris_image(cold: dict, tmp_path: Path) -> None:
@@ -109,3 +104,26 @@ def test_cold_build_elsewhere_gives_the_same_digest_and_an_edit_reruns_only_pyin
     before = {layer["name"]: layer["digest"] for layer in summary["layers"]}
     assert digests["app"] != before["app"]
     assert digests["model"] == before["model"] and digests["libraries"] == before["libraries"]
+
+
+@pytest.mark.network
+def test_iris_on_the_cc_base_needs_no_host_libraries(cold: dict, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """``ocibuild.cc.yaml``: Debian's glibc satisfies the closure; the app layer is reused."""
+    summary, log = _build(IRIS / "ocibuild.cc.yaml", tmp_path / "cc.tar", cold["cache"], capsys)
+    names = [layer["name"] for layer in summary["layers"]]
+    assert names == ["base", "app", "model"] and "from the build host" not in log
+    assert summary["user"] == "65532:65532"
+    app = {layer["name"]: layer["digest"] for layer in summary["layers"]}["app"]
+    assert app == {layer["name"]: layer["digest"] for layer in cold["summary"]["layers"]}["app"]
+    assert _predict(unpack(tmp_path / "cc.tar", tmp_path), tmp_path) == {"result": 2}
+
+
+def _predict(bundle: Path, tmp_path: Path) -> object:
+    """Run an unpacked iris image under runc, as its config says, on a read-only root."""
+    config = prepare_bundle(bundle, readonly=True, host_network=True)
+    assert config["process"]["user"]["uid"] == 65532
+    port = free_port()
+    config["process"]["env"].append(f"PORT={port}")
+    (bundle / "config.json").write_text(json.dumps(config))
+    return predict_in_runc(bundle, port, tmp_path / "container.log")

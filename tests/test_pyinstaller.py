@@ -88,6 +88,10 @@ def test_changing_the_entry_reruns_pyinstaller_but_not_pip(tmp_path: Path,
     # a touch that changes only the mtime is not a change: keys hash content
     os.utime(options.entry, (1, 1))
     assert freeze(options, cache_dir=shared_cache).key == before.key
+    # files PyInstaller does not read (a model, a built image) are not inputs either
+    (options.entry.parent / "model.joblib").write_bytes(b"weights")
+    (options.entry.parent / "image.tar").write_bytes(b"an earlier build")
+    assert freeze(options, cache_dir=shared_cache).key == before.key
     options.entry.write_text(HELLO + "# edited\n")
     runner = Recorder()
     after = freeze(options, cache_dir=shared_cache, runner=runner)
@@ -141,6 +145,12 @@ def test_extra_args_paths_are_relative_to_the_app(tmp_path: Path, shared_cache: 
     out = subprocess.run([str(frozen.dist_dir / "hello")], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "hello from data"
+    # a file named by extra_args is an input: changing it changes the key
+    (tmp_path / "src" / "greeting.txt").write_text("hello again")
+    again = freeze(PyInstallerOptions(entry=options.entry,
+                                      extra_args=("--add-data", "greeting.txt:.")),
+                   cache_dir=shared_cache)
+    assert again.key != frozen.key
 
 
 def test_failed_freeze_shows_the_log_tail_and_a_fix(tmp_path: Path, shared_cache: Path) -> None:

@@ -9,8 +9,9 @@ crash never leaves a half-written entry where a complete one is expected::
     cache_dir/dist/<dist key>/    the PyInstaller output (onedir folder or onefile binary)
 
 The venv key hashes the Python version, the requirements file's bytes and the
-PyInstaller pins. The dist key hashes the venv key, every file of the entry
-script's directory (path and content: mtimes do not count), and the options. A
+PyInstaller pins. The dist key hashes the venv key, the Python modules in the
+entry script's folder and the files ``extra_args`` name there (path and content:
+mtimes do not count), and the options. A
 cache hit runs neither pip nor PyInstaller. Processes are started through
 ``runner`` (shaped like :func:`subprocess.run`) so tests can count them.
 """
@@ -41,6 +42,7 @@ MODES = ("onedir", "onefile")
 _KEY_VERSION = "3"  # bump when the layout or the PyInstaller command line changes
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".venv", "venv", "build", "dist",
               ".mypy_cache", ".pytest_cache"}
+_SOURCE_SUFFIXES = (".py", ".pyw", ".so", ".pth")
 _LOG_TAIL_LINES = 40
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
@@ -115,7 +117,7 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
     venv_key = _digest({"v": _KEY_VERSION, "python": python_id, "pins": PYINSTALLER_PINS,
                         "requirements": _file_digest(options.requirements)})
     dist_key = _digest({"v": _KEY_VERSION, "venv": venv_key, "epoch": epoch,
-                        "sources": _tree_digest(options.entry.parent),
+                        "sources": _tree_digest(options),
                         "options": _options_for_key(options)})
     cache_dir = Path(cache_dir)
     exe = options.name
@@ -132,7 +134,7 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
     with tempfile.TemporaryDirectory(prefix="freeze-", dir=_scratch_parent(cache_dir)) as tmp:
         scratch = Path(tmp)
         src = scratch / "src"
-        _copy_sources(options.entry.parent, src)
+        _copy_sources(options, src)
         out = scratch / "out"
         # Run from the copy of the entry's folder, so relative paths in extra_args
         # (--add-data, --icon …) mean what they mean next to the app.
@@ -348,24 +350,48 @@ def _file_digest(path: Path | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _source_files(src: Path) -> list[Path]:
+def _source_files(options: PyInstallerOptions) -> tuple[list[Path], list[Path]]:
+    """What PyInstaller may read: (files in the app's folder, files outside it).
+
+    Inside: the Python modules, the entry, and whatever ``extra_args`` name there
+    (``--add-data data:data``); these are copied to the scratch dir. Outside: what
+    ``extra_args`` name by absolute path; PyInstaller reads those in place. Other
+    files of the folder (a model, a built image tarball, the manifest) are neither
+    hashed nor copied, so changing them does not rerun PyInstaller.
+    """
+    src = options.entry.parent.resolve()
+    inside = {p for p in _walk(src) if p.suffix in _SOURCE_SUFFIXES} | {options.entry.resolve()}
+    outside: set[Path] = set()
+    for arg in options.extra_args:
+        named = (src / arg.split(":")[0]).resolve()
+        if not named.exists():
+            continue
+        files = _walk(named) if named.is_dir() else [named]
+        (inside if named.is_relative_to(src) else outside).update(files)
+    return sorted(inside), sorted(outside)
+
+
+def _walk(top: Path) -> list[Path]:
     found: list[Path] = []
-    for root, dirs, files in os.walk(src):
+    for root, dirs, files in os.walk(top):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.endswith(".egg-info"))
         found += [Path(root) / f for f in sorted(files) if not f.endswith((".pyc", ".pyo"))]
     return found
 
 
-def _tree_digest(src: Path) -> str:
+def _tree_digest(options: PyInstallerOptions) -> str:
+    inside, outside = _source_files(options)
+    src = options.entry.parent.resolve()
     h = hashlib.sha256()
-    for path in _source_files(src):
-        rel = path.relative_to(src).as_posix()
-        h.update(f"{rel}\0{_file_digest(path)}\0".encode())
+    for path in inside + outside:
+        name = path.relative_to(src).as_posix() if path in inside else str(path)
+        h.update(f"{name}\0{_file_digest(path)}\0".encode())
     return h.hexdigest()
 
 
-def _copy_sources(src: Path, dst: Path) -> None:
-    for path in _source_files(src):
+def _copy_sources(options: PyInstallerOptions, dst: Path) -> None:
+    src = options.entry.parent.resolve()
+    for path in _source_files(options)[0]:
         target = dst / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)

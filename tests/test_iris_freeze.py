@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 def iris_options(src: Path = IRIS) -> PyInstallerOptions:
     """What ``examples/iris/ocibuild.yaml``'s ``pyinstaller:`` layer says."""
     return PyInstallerOptions(entry=src / "app.py", requirements=src / "requirements.txt",
-                              hidden_imports=("sklearn.ensemble", "sklearn.tree"), strip=True)
+                              hidden_imports=("sklearn.ensemble",), strip=True)
 
 
 @pytest.fixture(scope="module")

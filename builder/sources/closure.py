@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import posixpath
 import subprocess
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -73,22 +74,24 @@ def resolve_closure(files: Mapping[str, Entry], *,
     ``files`` maps image paths to entries (symlinks and hard links are followed
     inside it). ``library_path`` maps an image dir to the dirs the loader also
     searches, as LD_LIBRARY_PATH, for ELF files *inside* that dir: PyInstaller's
-    bootloader is a plain executable (exec'd with no LD_LIBRARY_PATH), but what it
-    loads from ``_internal`` finds its siblings there, so a onedir bundle at
-    ``/app`` gives ``{"/app/_internal": ["/app/_internal"]}``. ``host_root`` and ``runner`` (for ``ldconfig -p``) let tests
-    point the host side elsewhere. With ``strict`` (default) anything still
-    missing raises :class:`ClosureError`; otherwise it is returned in ``missing``.
+    bootloader is a plain executable (exec'd with no LD_LIBRARY_PATH), but what
+    it loads from ``_internal`` finds its siblings there, so a onedir bundle at
+    ``/app`` gives ``{"/app/_internal": ["/app/_internal"]}``. ``host_root`` and
+    ``runner`` (for ``ldconfig -p``) let tests point the host side elsewhere.
+    With ``strict`` (default) anything still missing raises
+    :class:`ClosureError`; otherwise it is returned in ``missing``.
     """
     view = _View(dict(files))
     infos = _ElfCache(view)
     hostlibs = _HostLibraries(host_root, search_dirs, runner) if host else None
-    pending = [p for p, e in sorted(view.files.items()) if e.kind in (Kind.FILE, Kind.HARDLINK)]
+    pending = deque(p for p, e in sorted(view.files.items())
+                    if e.kind in (Kind.FILE, Kind.HARDLINK))
     elf_files = 0
     missing: list[tuple[str, str]] = []
     added: dict[str, Entry] = {}
     sources: dict[str, str] = {}
     while pending:
-        path = pending.pop(0)
+        path = pending.popleft()
         info = infos.get(path)
         if info is None:
             continue
@@ -159,9 +162,15 @@ def _message(missing: list[tuple[str, str]], host: bool) -> str:
     where = ("neither in the image nor on the build host (install it on the build host, "
              "or add it to the base)" if host else
              "not in the image (add it to the base, or set libraries: {from: host})")
-    lines = [f"{elf} needs {name}, which is {where}" for elf, name in missing[:_MAX_REPORTED]]
-    if len(missing) > _MAX_REPORTED:
-        lines.append(f"... and {len(missing) - _MAX_REPORTED} more missing libraries")
+    needers: dict[str, list[str]] = {}
+    for elf, name in missing:
+        needers.setdefault(name, []).append(elf)
+    lines = []
+    for name, elfs in list(needers.items())[:_MAX_REPORTED]:
+        more = f" (as do {len(elfs) - 1} more files)" if len(elfs) > 1 else ""
+        lines.append(f"{elfs[0]} needs {name}{more}, which is {where}")
+    if len(needers) > _MAX_REPORTED:
+        lines.append(f"... and {len(needers) - _MAX_REPORTED} more missing libraries")
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from builder.errors import ClosureError
 from builder.layers.entries import Entry, Kind
 from builder.sources.closure import resolve_closure
 from builder.sources.elf import read_elf
+from builder.sources.elfstrip import strip_tree
 from builder.sources.files import tree_entries
 
 from conftest import require_tool
@@ -209,3 +211,20 @@ def test_libraries_from_host_make_a_scratch_image_run(native_app: Path, tmp_path
     result = runc_run(bundle)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "hi"
+
+
+def test_strip_tree_strips_libraries_and_keeps_what_it_would_break(native_app: Path) -> None:
+    lib = native_app / "lib" / "libgreet.so.1.0"
+    exe = native_app / "bin" / "hello"
+    before, exe_bytes = lib.stat().st_size, exe.read_bytes()
+    report = strip_tree(native_app, skip=("bin/hello",))
+    assert report.stripped == ["lib/libgreet.so.1.0"] and report.kept == []
+    assert lib.stat().st_size < before and report.saved == before - lib.stat().st_size
+    assert exe.read_bytes() == exe_bytes            # the executable is never touched
+    ctypes.CDLL(str(lib)).greet()                   # still loads
+    assert not list(native_app.rglob(".*.stripped"))
+    # a "strip" whose output is not the same ELF object is not taken
+    stripped = lib.read_bytes()
+    junk = ("python3", "-c", "import sys; open(sys.argv[2], 'wb').write(b'junk')")
+    report = strip_tree(native_app, skip=("bin/hello",), strip=junk)
+    assert report.kept == ["lib/libgreet.so.1.0"] and lib.read_bytes() == stripped

@@ -213,7 +213,8 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from .sources.debian import load_base_definition, lock_base
 
     definition = load_base_definition(Path(args.definition))
-    path = lock_base(definition, args.mirror)
+    path = lock_base(definition, args.mirror,
+                     cache_dir=Path(args.cache_dir) if args.cache_dir else None)
     print(path)
     return EXIT_OK
 
@@ -391,8 +392,11 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lock", help="resolve a base definition's Debian packages into a lock")
     p.add_argument("definition", help="base definition, e.g. base_images/cc.yaml")
-    p.add_argument("--mirror", help="Debian mirror URL (default $OCIBUILD_DEBIAN_MIRROR, "
-                                    "then the host's apt sources)")
+    p.add_argument("--mirror", metavar="URL|SUITE=URL,…",
+                   help="Debian mirror (default $OCIBUILD_DEBIAN_MIRROR, then the host's apt "
+                        "sources); SUITE=URL pairs name one per suite")
+    p.add_argument("--cache-dir", help="where the locked .debs are downloaded (default "
+                                       "$OCIBUILD_CACHE or ~/.cache/ocibuild)")
     p.set_defaults(func=cmd_lock)
 
     p = sub.add_parser("keygen", help="write a cosign-format key pair (cosign.key, cosign.pub)")

@@ -190,7 +190,7 @@ def _base_image(manifest: Manifest, ctx: BuildContext,
 def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext,
                  created: str) -> tuple[Image, list[LayerReport], list[str]]:
     """A base built from a definition's locked Debian packages, as one cached layer."""
-    from .sources.debian import base_entries, load_base_definition
+    from .sources.debian import BASE_FORMAT, base_entries, load_base_definition
     from .sources.debian.base import load_lock
 
     definition = load_base_definition(path)
@@ -199,7 +199,7 @@ def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext
                             f"for {manifest.platform.architecture}", file=str(manifest.file),
                             field="base")
     lock = load_lock(definition)
-    key = layer_cache_key("debian-base", definition.lock_path.read_bytes(),
+    key = layer_cache_key("debian-base", BASE_FORMAT, definition.lock_path.read_bytes(),
                           path.read_bytes(), manifest.compression, ctx.epoch)
     history = _history("base", created)
     history["created_by"] = f"ocibuild: base {definition.name}"

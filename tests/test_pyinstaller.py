@@ -110,6 +110,14 @@ def test_options_are_part_of_the_key(tmp_path: Path, shared_cache: Path) -> None
     assert any("--hidden-import" in c for c in runner.calls)
 
 
+def test_pyinstaller_warnings_reach_the_log(tmp_path: Path, shared_cache: Path) -> None:
+    options = _app(tmp_path / "src", tag="warnings")
+    lines: list[str] = []
+    freeze(PyInstallerOptions(entry=options.entry, hidden_imports=("no_such_module_xyz",)),
+           cache_dir=shared_cache, log=lines.append)
+    assert "pyinstaller: ERROR: Hidden import 'no_such_module_xyz' not found" in lines
+
+
 def test_two_cold_freezes_in_different_dirs_are_byte_identical(tmp_path: Path) -> None:
     one = freeze(_app(tmp_path / "a" / "src"), cache_dir=tmp_path / "a" / "cache")
     two = freeze(_app(tmp_path / "elsewhere" / "deeper" / "src"),

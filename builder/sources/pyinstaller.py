@@ -145,6 +145,8 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         produced = scratch / "dist" / (exe if options.mode == "onedir" else "")
         if proc.returncode != 0 or not (produced / exe).exists():
             raise FreezeError(_freeze_failure(options, proc, _keep_log(cache_dir, dist_key, proc)))
+        for line in _problems(_output(proc)):
+            log(f"pyinstaller: {line}")
         _drop_outside_records(produced)
         if options.strip and options.mode == "onefile":
             log("pyinstaller: strip is not applied in onefile mode (see builder.sources.elfstrip)")
@@ -274,6 +276,13 @@ def _freeze_failure(options: PyInstallerOptions, proc: "subprocess.CompletedProc
         if m:
             return f"{message}\nlikely fix: {fix(m)}"
     return message
+
+
+def _problems(out: str, most: int = 10) -> list[str]:
+    """PyInstaller's WARNING/ERROR lines from a run that still succeeded (without
+    their timestamps): a misspelled hidden import shows up here, not as a failure."""
+    found = [m.group(1) for m in re.finditer(r"^\d+ ((?:WARNING|ERROR): .*)$", out, re.M)]
+    return found[:most] + ([f"... and {len(found) - most} more"] if len(found) > most else [])
 
 
 def _keep_log(cache_dir: Path, key: str, proc: "subprocess.CompletedProcess[str]") -> Path | None:

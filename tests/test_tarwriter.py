@@ -153,3 +153,11 @@ def test_tar_stream_matches_tarfile(tmp_path):
                 data = e.opener()
             tar.addfile(info, data)
     assert ours.getvalue() == ref.getvalue()
+
+
+def test_normalizing_twice_is_free_and_still_drops_special_bits():
+    entries = normalize([Entry.bytes_file("/b/tool", b"x", mode=0o4755)], keep_special_bits=True)
+    assert normalize(entries, keep_special_bits=True) is entries
+    assert normalize(entries)[-1].mode == 0o755
+    plain = normalize([Entry.bytes_file("/b/tool", b"x", mode=0o4755)])
+    assert normalize(plain) is plain and normalize(plain, keep_special_bits=True) is plain

@@ -22,10 +22,19 @@ from .entries import Entry, Kind
 
 SPECIAL_BITS = 0o6000  # setuid | setgid
 _BUFSIZE = 1 << 20
+_SMALL = 64 * 1024  # files up to this size are read in one call
 
 
 def _sort_key(path: str) -> tuple[str, ...]:
     return tuple(path.split("/"))
+
+
+class Normalized(list[Entry]):
+    """What :func:`normalize` returns; normalizing it again (the pipeline, then
+    :func:`~builder.layers.build.build_layer`) returns it as is, unless special
+    bits kept then must now be dropped. Treat it as read-only."""
+
+    keep_special_bits: bool = False
 
 
 def normalize(entries: Iterable[Entry], keep_special_bits: bool = False) -> list[Entry]:
@@ -35,6 +44,8 @@ def normalize(entries: Iterable[Entry], keep_special_bits: bool = False) -> list
     directory never silently replaces a file (or the reverse): that is an error,
     because it is almost always a manifest mistake.
     """
+    if isinstance(entries, Normalized) and (keep_special_bits or not entries.keep_special_bits):
+        return entries
     by_path: dict[str, Entry] = {}
     for entry in entries:
         if entry.path == "/":
@@ -56,7 +67,8 @@ def normalize(entries: Iterable[Entry], keep_special_bits: bool = False) -> list
             raise InputError(f"{path}: its parent {parent} is not a directory in this layer")
     ordered = sorted(by_path.values(), key=lambda e: _sort_key(e.path))
     first_of_link: dict[object, str] = {}
-    out: list[Entry] = []
+    out = Normalized()
+    out.keep_special_bits = keep_special_bits
     for entry in ordered:
         if entry.kind is Kind.FILE and entry.link_key is not None:
             first = first_of_link.setdefault(entry.link_key, entry.path)
@@ -165,7 +177,7 @@ class _BlockWriter:
                     self._emit()
         self.offset += n
 
-    def copy_from(self, stream: BinaryIO, size: int, path: str) -> None:
+    def copy_from(self, stream: BinaryIO, size: int, path: str, total: int = 0) -> None:
         """Exactly ``size`` bytes of ``stream``; refuse a stream that ends early."""
         readinto = getattr(stream, "readinto", None)
         left = size
@@ -180,7 +192,7 @@ class _BlockWriter:
                 target[:n] = data
             if not n:
                 raise InputError(f"{path} changed while being read: it ended {left} bytes "
-                                 f"early (expected {size} bytes)")
+                                 f"early (expected {total or size} bytes)")
             self._pos += n
             left -= n
             if self._pos == self._size:
@@ -208,20 +220,29 @@ def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
     for entry in entries:
         name = entry.path.lstrip("/")
         if entry.kind is Kind.FILE:
-            w.put(tar_header(name, Kind.FILE, entry.mode, entry.uid, entry.gid, entry.size,
-                             epoch))
+            size = entry.size
+            header = tar_header(name, Kind.FILE, entry.mode, entry.uid, entry.gid, size, epoch)
+            pad = _NUL * (-size % BLOCK)
             assert entry.opener is not None, entry.path
             try:
                 with entry.opener() as stream:
-                    w.copy_from(stream, entry.size, entry.path)
+                    if size <= _SMALL:  # one read, one copy: most files of a layer
+                        data = stream.read(size)
+                        if len(data) == size:
+                            w.put(b"".join((header, data, pad)))
+                        else:
+                            w.put(header + data)
+                            w.copy_from(stream, size - len(data), entry.path, size)
+                            w.put(pad)
+                    else:
+                        w.put(header)
+                        w.copy_from(stream, size, entry.path)
+                        w.put(pad)
             except OSError as e:
                 raise InputError(f"cannot read {entry.path} ({e}); did it change "
-                                 f"while being read? expected {entry.size} bytes") from e
-            tail = entry.size % BLOCK
-            if tail:
-                w.put(_NUL * (BLOCK - tail))
+                                 f"while being read? expected {size} bytes") from e
             stats.files += 1
-            stats.bytes += entry.size
+            stats.bytes += size
         else:
             target = entry.target.lstrip("/") if entry.kind is Kind.HARDLINK else entry.target
             w.put(tar_header(name, entry.kind, entry.mode, entry.uid, entry.gid, 0, epoch,

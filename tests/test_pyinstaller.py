@@ -161,6 +161,21 @@ def test_extra_args_paths_are_relative_to_the_app(tmp_path: Path, shared_cache: 
     assert again.key != frozen.key
 
 
+def test_extra_args_may_reach_outside_the_app_folder(tmp_path: Path, shared_cache: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helper.py").write_text("WORD = 'shared'\n")
+    options = _app(tmp_path / "app", "import helper\nprint(helper.WORD)\n")
+    frozen = freeze(PyInstallerOptions(entry=options.entry, extra_args=("--paths", "../lib")),
+                    cache_dir=shared_cache)
+    out = subprocess.run([str(frozen.dist_dir / "hello")], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "shared"
+    (tmp_path / "lib" / "helper.py").write_text("WORD = 'changed'\n")
+    again = freeze(PyInstallerOptions(entry=options.entry, extra_args=("--paths", "../lib")),
+                   cache_dir=shared_cache)
+    assert again.key != frozen.key
+
+
 def test_failed_freeze_shows_the_log_tail_and_a_fix(tmp_path: Path, shared_cache: Path) -> None:
     options = _app(tmp_path / "src", "import json\nprint(json.dumps(\n")
     with pytest.raises(FreezeError) as err:

@@ -61,7 +61,9 @@ class PyInstallerOptions:
     ``strip``: Optional, default True. Strip symbols from the bundle's libraries
     (onedir only; see :mod:`builder.sources.elfstrip` for why not PyInstaller's own).
     ``mode``: Optional, ``onedir`` (default) or ``onefile``.
-    ``extra_args``: Optional. More PyInstaller arguments, passed as they are.
+    ``extra_args``: Optional. More PyInstaller arguments; relative paths in them
+    (``--add-data data:data``, ``--paths ../lib``) are relative to the entry's
+    folder, and the files they name are part of the cache key.
     ``python``: Optional. The interpreter that builds the venv (default: ocibuild's own).
     """
 
@@ -138,7 +140,8 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         out = scratch / "out"
         # Run from the copy of the entry's folder, so relative paths in extra_args
         # (--add-data, --icon …) mean what they mean next to the app.
-        cmd = [str(venv / "bin" / "python"), "-m", "PyInstaller", *pyinstaller_args(options),
+        args = pyinstaller_args(options, _extra_args_outside_made_absolute(options))
+        cmd = [str(venv / "bin" / "python"), "-m", "PyInstaller", *args,
                "--distpath", "../dist", "--workpath", "../work", "--specpath", ".",
                options.entry.name]
         proc = _run(runner, cmd, cwd=src, env={**env, "PYINSTALLER_CONFIG_DIR": str(scratch)})
@@ -164,8 +167,10 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
     return FrozenApp(dist, exe, False, dist_key, lib_dirs)
 
 
-def pyinstaller_args(options: PyInstallerOptions) -> list[str]:
-    """The PyInstaller options an :class:`PyInstallerOptions` stands for (no paths)."""
+def pyinstaller_args(options: PyInstallerOptions,
+                     extra_args: Sequence[str] | None = None) -> list[str]:
+    """The PyInstaller options an :class:`PyInstallerOptions` stands for (no paths);
+    ``extra_args`` replaces ``options.extra_args`` when given."""
     args = ["--noconfirm", "--clean", "--log-level", "WARN", "--name", options.name,
             f"--{options.mode}"]
     for flag, names in (("--hidden-import", options.hidden_imports),
@@ -175,7 +180,21 @@ def pyinstaller_args(options: PyInstallerOptions) -> list[str]:
                         ("--exclude-module", options.excludes)):
         for name in names:
             args += [flag, name]
-    return args + list(options.extra_args)
+    return args + list(options.extra_args if extra_args is None else extra_args)
+
+
+def _extra_args_outside_made_absolute(options: PyInstallerOptions) -> list[str]:
+    """``extra_args`` with relative paths that leave the app's folder (``--paths ../lib``)
+    made absolute: PyInstaller runs in a copy of the folder, where they would miss."""
+    src = options.entry.parent.resolve()
+    out = []
+    for arg in options.extra_args:
+        head, sep, tail = arg.partition(":")
+        named = (src / head).resolve() if head and not head.startswith(("-", "/")) else None
+        if named is not None and named.exists() and not named.is_relative_to(src):
+            arg = f"{named}{sep}{tail}"
+        out.append(arg)
+    return out
 
 
 def bundle_entries(dist_dir: Path, dest: str) -> list[Entry]:

@@ -9,7 +9,7 @@ ML app (many small ``.py``/``.pyc`` files, large ``.so``-like files, some barely
 compressible, some compressible; deterministic from ``--seed``) and a tree of
 100 000 small files. Each scenario runs ocibuild and its peer as child
 processes, interleaved, ``--reps`` times; the table shows medians, the ratio
-ocibuild / peer, and ocibuild's peak RSS (``wait4`` rusage of the child). The
+ocibuild / peer, and ocibuild's peak RSS (from ``/usr/bin/time``). The
 machine is noisy: only ratios within one run mean anything.
 
 Peers: ``tar -c | gzip -6``, ``tar -c | pigz``, ``tar -c | zstd -T0 -3``,
@@ -27,18 +27,16 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Callable, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOLS = ("tar", "gzip", "pigz", "zstd", "buildah", "skopeo", "docker-registry")
+TOOLS = ("/usr/bin/time", "tar", "gzip", "pigz", "zstd", "buildah", "skopeo", "docker-registry")
 
 
 # -- running and measuring ---------------------------------------------------------------
@@ -54,24 +52,25 @@ def run(argv: Sequence[str] | str, *, cwd: Path | None = None,
         env: dict[str, str] | None = None) -> Run:
     """Run a child (a shell line when ``argv`` is a str); its wall time and peak RSS.
 
-    ``os.wait4`` gives the rusage of that child and the descendants it waited
-    for, so a shell pipeline reports its largest member.
+    The peak RSS comes from ``/usr/bin/time`` (the largest of the command and
+    its descendants): the rusage of a child forked straight from this process
+    would count this process's own pages, inherited at the fork.
     """
-    shell = isinstance(argv, str)
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    command = ["/bin/bash", "-c", argv] if isinstance(argv, str) else list(argv)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, shell=shell, cwd=cwd, env=env, stdout=out, stderr=err,
-                                executable="/bin/bash" if shell else None)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *command],
+                              cwd=cwd, env=env, stdout=out, stderr=err, check=False)
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
+        rss_kb = int((rss.read().strip().splitlines() or ["0"])[-1])
     if proc.returncode != 0:
         raise RuntimeError(f"{argv!r} failed ({proc.returncode}):\n"
                            f"{stderr.decode(errors='replace')[-3000:]}")
-    return Run(seconds, usage.ru_maxrss, stdout.decode(errors="replace"))
+    return Run(seconds, rss_kb, stdout.decode(errors="replace"))
 
 
 def ocibuild(*args: str) -> list[str]:
@@ -201,46 +200,12 @@ def write_flat_manifest(path: Path, tree: Path) -> None:
 
 # -- the registry ------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start_registry(root: Path):
+    """``docker-registry serve`` on a free loopback port: the tests' own fixture."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from registry_fixtures import start_registry as start  # type: ignore[import-not-found]
 
-
-class Registry:
-    """``docker-registry serve`` on a free loopback port, storage in ``root``."""
-
-    def __init__(self, root: Path) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        self.host = f"127.0.0.1:{port}"
-        config = {"version": 0.1, "log": {"level": "error", "accesslog": {"disabled": True}},
-                  "storage": {"filesystem": {"rootdirectory": str(root / "storage")}},
-                  "http": {"addr": self.host, "secret": "bench"}}
-        (root / "config.yml").write_text(json.dumps(config))
-        self._log = (root / "registry.log").open("wb")
-        self.proc = subprocess.Popen(["docker-registry", "serve", str(root / "config.yml")],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1).close()
-                return
-            except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("docker-registry did not start")
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._log.close()
+    return start(root)
 
 
 # -- scenarios ---------------------------------------------------------------------------
@@ -375,19 +340,19 @@ def pushes(b: Bench, image: Path) -> None:
     Each cold sample pushes into two fresh registries (one each), so neither tool
     finds a blob already there; the warm samples push again into the last pair.
     """
-    def ours(reg: Registry) -> Run:
+    def ours(reg) -> Run:
         return run(ocibuild("push", str(image), f"{reg.host}/bench/app:1", "--insecure", "-q"),
                    cwd=ROOT)
 
-    def skopeo(reg: Registry) -> Run:
+    def skopeo(reg) -> Run:
         return run(["skopeo", "copy", "-q", "--dest-tls-verify=false", f"oci-archive:{image}",
                     f"docker://{reg.host}/bench/app:1"])
 
-    registries: list[Registry] = []
+    registries: list = []
     try:
         cold_ours, cold_peer, rss = [], [], []
         for rep in range(b.reps):
-            mine, theirs = Registry(b.fresh("registry")), Registry(b.fresh("registry"))
+            mine, theirs = start_registry(b.fresh("registry")), start_registry(b.fresh("registry"))
             registries += [mine, theirs]
             pair = [lambda: ours(mine), lambda: skopeo(theirs)]
             results = [f() for f in (pair if rep % 2 == 0 else pair[::-1])]
@@ -437,7 +402,7 @@ def machine() -> dict[str, str]:
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
             text = (done.stdout or done.stderr).strip().splitlines()
-            return text[0] if text else "?"
+            return text[0].strip("* ").split(", by ")[0] if text else "?"
         except OSError:
             return "missing"
 
@@ -552,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"machine: {info['nproc']} × {info['cpu']}; Python {info['python']}; "
                   f"{info['gzip']}; {info['pigz']}; {info['zstd']}; {info['buildah']}; "
                   f"{info['skopeo']}\n\n"
-                  f"inputs: app tree {size_mb} MB (seed {args.seed}), {files:,} small files; "
+                  f"inputs: app tree {size_mb} MiB (seed {args.seed}), {files:,} small files; "
                   f"whole run {time.perf_counter() - started:.0f} s\n\n"
                   + table(b.rows) + "\n")
         print(report)

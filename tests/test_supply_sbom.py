@@ -224,3 +224,14 @@ def test_documents_pass_the_official_validators(image_tar, capsys, tmp_path):
     cdx = cli("sbom", image_tar, "--format", "cyclonedx-json", capsys=capsys)[1]
     validator = cdx_json.JsonStrictValidator(cdx_schema.SchemaVersion.V1_5)
     assert validator.validate_str(cdx) is None
+
+
+def test_requirement_names_for_metadata_copy(tmp_path):
+    """The freeze copies dist-info for each requirement so SBOMs can list them."""
+    from builder.sources.pyinstaller import requirement_names
+
+    req = tmp_path / "requirements.txt"
+    req.write_text("# pinned\nflask==3.1.3  # web\n--index-url x\nscikit-learn>=1.5; python_version>'3'\n"
+                   "numpy[extra] ==2.0 \\\n    --hash=sha256:abc\n\nhttps://example.invalid/x.whl\n")
+    assert requirement_names(req) == ["flask", "numpy", "scikit-learn"]
+    assert requirement_names(None) == []

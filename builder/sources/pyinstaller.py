@@ -39,7 +39,7 @@ PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-c
 """What is installed next to the app's requirements; part of every cache key."""
 
 MODES = ("onedir", "onefile")
-_KEY_VERSION = "3"  # bump when the layout or the PyInstaller command line changes
+_KEY_VERSION = "4"  # bump when the layout or the PyInstaller command line changes
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".venv", "venv", "build", "dist",
               ".mypy_cache", ".pytest_cache"}
 _SOURCE_SUFFIXES = (".py", ".pyw", ".so", ".pth")
@@ -141,6 +141,10 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         # Run from the copy of the entry's folder, so relative paths in extra_args
         # (--add-data, --icon …) mean what they mean next to the app.
         args = pyinstaller_args(options, _extra_args_outside_made_absolute(options))
+        for name in requirement_names(options.requirements):
+            # dist-info for every requirement (and what it pulls in), so SBOMs and
+            # scanners can see the Python packages inside the bundle.
+            args += ["--recursive-copy-metadata", name]
         cmd = [str(venv / "bin" / "python"), "-m", "PyInstaller", *args,
                "--distpath", "../dist", "--workpath", "../work", "--specpath", ".",
                options.entry.name]
@@ -165,6 +169,24 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
             (produced / exe).rename(out / exe)
         _publish(out, dist)
     return FrozenApp(dist, exe, False, dist_key, lib_dirs)
+
+
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+def requirement_names(requirements: Path | None) -> list[str]:
+    """The distribution names a requirements file asks for (options and URLs skipped)."""
+    if requirements is None:
+        return []
+    names = []
+    for line in requirements.read_text(encoding="utf-8").splitlines():
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith(("#", "-", "git+", "http:", "https:", "file:")):
+            continue
+        match = _REQUIREMENT_NAME.match(line)
+        if match:
+            names.append(match.group(1))
+    return sorted(set(names), key=str.lower)
 
 
 def pyinstaller_args(options: PyInstallerOptions,

@@ -18,4 +18,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+# A Debian-packaged Python refuses system-wide installs (PEP 668); a CI runner or a
+# throwaway machine is what this script is for, so install there anyway.
+python3 -m pip install -q --disable-pip-version-check -e '.[test]' 2>/dev/null \
+  || python3 -m pip install -q --disable-pip-version-check --break-system-packages -e '.[test]'

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InputError, ManifestError
-from .layers.build import build_layer, cached_layer, layer_cache_key
+from .layers.build import (build_layer, cached_layer, elf_members, entries_cache_key,
+                           layer_cache_key)
 from .layers.entries import Entry, Kind
 from .layers.tarwriter import normalize
 from .layers.view import blob_layer_entries, merge
@@ -102,6 +103,9 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         library_path: dict[str, list[str]] = {}
         # Layers are built concurrently (each compresses on the shared pool too);
         # they are appended in manifest order, so the image does not depend on timing.
+        # What the tar writer saw of each file (ELF magic or not), top layer winning,
+        # so the library closure opens only ELF files (and, on a rebuild, no other).
+        known: dict[str, None] = {}
         with ThreadPoolExecutor(max_workers=LAYER_JOBS,
                                 thread_name_prefix="ocibuild-layer") as builds:
             pending = []
@@ -113,12 +117,15 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                 merge(view, entries)
                 future = builds.submit(_build_or_reuse, entries, spec.name, manifest, ctx,
                                        created, spec.keep_special_bits)
-                pending.append((spec, detail, cached, future))
-            for spec, detail, cached, future in pending:
+                pending.append((spec, detail, cached, entries, future))
+            for spec, detail, cached, entries, future in pending:
                 layer, reused = future.result()
+                _note_non_elf(known, entries, elf_members(ctx.blob_dir, layer.diff_id))
                 image = append_layers(image, layer)
                 result.layers.append(LayerReport(spec.name, detail, layer, cached or reused))
-        libraries = _library_closure(view, library_path, manifest, ctx, created, result)
+            del pending, entries
+        libraries = _library_closure(view, library_path, manifest, ctx, created, result,
+                                     known)
         if libraries is not None:
             image = append_layers(image, libraries.layer)
             result.layers.append(libraries)
@@ -144,22 +151,35 @@ def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: Bu
 
     if any(e.kind is Kind.FILE and e.stamp is None for e in entries):
         return make(), False
-    key = layer_cache_key("entries", manifest.compression, ctx.epoch, keep_special_bits,
-                          sorted(history.items()),
-                          [(e.path, e.kind.value, e.mode, e.uid, e.gid, e.size, e.target,
-                            e.stamp) for e in entries])
+    key = entries_cache_key(entries, manifest.compression, ctx.epoch, keep_special_bits,
+                            sorted(history.items()))
     return cached_layer(ctx.blob_dir, key, make)
+
+
+def _note_non_elf(known: dict[str, None], entries: list[Entry],
+                  elf: list[str] | None) -> None:
+    """Lay one layer's verdicts over ``known``: its FILE paths that are not in ``elf``
+    (the members the tar writer saw start with the ELF magic) map to None, "not a
+    loadable ELF file"; with ``elf`` unknown, or for other kinds, the path is dropped
+    (the closure reads it)."""
+    magic = set(elf) if elf is not None else None
+    for e in entries:
+        if magic is not None and e.kind is Kind.FILE and e.path not in magic:
+            known[e.path] = None
+        else:
+            known.pop(e.path, None)
 
 
 def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
                      manifest: Manifest,
                      ctx: BuildContext, created: str,
-                     result: BuildResult) -> LayerReport | None:
+                     result: BuildResult,
+                     known: dict[str, None] | None = None) -> LayerReport | None:
     """Check every ELF file's libraries resolve in the image; add host ones if allowed."""
     from .sources.closure import resolve_closure
 
     host = manifest.libraries_from == "host"
-    closure = resolve_closure(view, library_path=library_path, host=host)
+    closure = resolve_closure(view, library_path=library_path, host=host, known=known)
     if not closure.host_entries:
         return None
     libs = sorted({p for p, e in ((e.path, e) for e in closure.host_entries)

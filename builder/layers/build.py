@@ -47,6 +47,7 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
             packer.close()
         final = blob_path(blob_dir, compressed.digest)
         os.replace(tmp_name, final)
+        _write_json(_elf_note(blob_dir, uncompressed.digest), {"elf": stats.elf})
     except BaseException:
         try:
             os.unlink(tmp_name)
@@ -57,6 +58,44 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
     return Layer(descriptor, uncompressed.digest, blob_opener(final),
                  history=dict(history or {}), uncompressed_size=uncompressed.size,
                  name=name, file_count=stats.files)
+
+
+def elf_members(blob_dir: Path, diff_id: str) -> list[str] | None:
+    """Image paths of the FILE members of layer ``diff_id`` whose data starts with the
+    ELF magic, as the tar writer saw them when it built the layer; None if unknown
+    (the layer was not built here, or before this was recorded).
+
+    The note is keyed by the uncompressed content, so it holds for any layer with
+    that diff_id, whichever inputs or cache record produced it.
+    """
+    try:
+        data = json.loads(_elf_note(blob_dir, diff_id).read_text())
+        paths = data["elf"]
+        if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+            return paths
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _elf_note(blob_dir: Path, diff_id: str) -> Path:
+    return blob_dir.parent / "elf" / f"{diff_id.split(':', 1)[1]}.json"
+
+
+def _write_json(path: Path, data: object) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 # -- the layer cache -------------------------------------------------------------------
@@ -78,6 +117,21 @@ def layer_cache_key(*parts: object) -> str:
     return h.hexdigest()
 
 
+def entries_cache_key(entries: Iterable[Entry], *parts: object) -> str:
+    """:func:`layer_cache_key` of ``parts`` and every entry's metadata and stamp,
+    hashed as it streams: no list of 100 000 tuples, no giant ``repr``."""
+    h = hashlib.sha256(layer_cache_key("entries", *parts).encode())
+    lines: list[str] = []
+    for e in entries:
+        lines.append(f"{len(e.path)}:{e.path}\0{e.kind.value}\0{e.mode}\0{e.uid}\0{e.gid}\0"
+                     f"{e.size}\0{len(e.target)}:{e.target}\0{e.stamp!r}\n")
+        if len(lines) >= 4096:
+            h.update("".join(lines).encode("utf-8", "surrogateescape"))
+            lines.clear()
+    h.update("".join(lines).encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
 def cached_layer(blob_dir: Path, key: str, make: Callable[[], Layer]) -> tuple[Layer, bool]:
     """The layer recorded under ``key`` if its blob is intact, else ``make()`` (recorded)."""
     record = blob_dir.parent / "layers" / f"{key}.json"
@@ -92,12 +146,9 @@ def cached_layer(blob_dir: Path, key: str, make: Callable[[], Layer]) -> tuple[L
     except (OSError, ValueError, KeyError, TypeError):
         pass
     layer = make()
-    record.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".record-", dir=record.parent)
-    with os.fdopen(fd, "w") as out:
-        json.dump({"digest": layer.digest, "size": layer.size, "media_type": layer.media_type,
-                   "diff_id": layer.diff_id, "history": layer.history,
-                   "uncompressed_size": layer.uncompressed_size, "name": layer.name,
-                   "files": layer.file_count}, out)
-    os.replace(tmp, record)
+    _write_json(record, {"digest": layer.digest, "size": layer.size,
+                         "media_type": layer.media_type, "diff_id": layer.diff_id,
+                         "history": layer.history,
+                         "uncompressed_size": layer.uncompressed_size, "name": layer.name,
+                         "files": layer.file_count})
     return layer, False

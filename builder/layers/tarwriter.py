@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Iterable
 
 from ..errors import InputError
@@ -98,10 +98,18 @@ def _relink_hardlinks(by_path: dict[str, Entry]) -> None:
         by_path[path] = replace(target, path=path, link_key=key)
 
 
+ELF_MAGIC = b"\x7fELF"
+
+
 @dataclass
 class TarStats:
+    """What writing a layer saw. ``elf`` lists (in tar order) the image paths of the
+    FILE members whose content starts with the ELF magic: the library closure
+    needs to look at those only, and the tar writer reads every byte anyway."""
+
     files: int = 0
     bytes: int = 0
+    elf: list[str] = field(default_factory=list)
 
 
 BLOCK = tarfile.BLOCKSIZE
@@ -226,17 +234,20 @@ def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
             assert entry.opener is not None, entry.path
             try:
                 with entry.opener() as stream:
-                    if size <= _SMALL:  # one read, one copy: most files of a layer
-                        data = stream.read(size)
-                        if len(data) == size:
-                            w.put(b"".join((header, data, pad)))
-                        else:
-                            w.put(header + data)
-                            w.copy_from(stream, size - len(data), entry.path, size)
-                            w.put(pad)
+                    # one read of up to _SMALL bytes: all of most files, the head of the rest
+                    data = stream.read(min(size, _SMALL))
+                    while len(data) < min(size, 4):  # a short read: complete the magic
+                        more = stream.read(min(size, 4) - len(data))
+                        if not more:
+                            break  # copy_from reports the stream ending early
+                        data += more
+                    if data[:4] == ELF_MAGIC:
+                        stats.elf.append(entry.path)
+                    if len(data) == size:
+                        w.put(b"".join((header, data, pad)))
                     else:
-                        w.put(header)
-                        w.copy_from(stream, size, entry.path)
+                        w.put(header + data)
+                        w.copy_from(stream, size - len(data), entry.path, size)
                         w.put(pad)
             except OSError as e:
                 raise InputError(f"cannot read {entry.path} ({e}); did it change "

@@ -68,7 +68,8 @@ def resolve_closure(files: Mapping[str, Entry], *,
                     library_path: Mapping[str, Sequence[str]] | None = None,
                     host: bool = False,
                     host_root: Path = Path("/"), runner: Runner = subprocess.run,
-                    strict: bool = True) -> ClosureResult:
+                    strict: bool = True,
+                    known: Mapping[str, ElfInfo | None] | None = None) -> ClosureResult:
     """Check (and with ``host=True`` complete) the library closure of an image view.
 
     ``files`` maps image paths to entries (symlinks and hard links are followed
@@ -80,9 +81,14 @@ def resolve_closure(files: Mapping[str, Entry], *,
     ``runner`` (for ``ldconfig -p``) let tests point the host side elsewhere.
     With ``strict`` (default) anything still missing raises
     :class:`ClosureError`; otherwise it is returned in ``missing``.
+
+    ``known`` maps image paths of FILE entries of ``files`` to what reading them
+    would give (an :class:`ElfInfo`, or None for anything not a loadable ELF
+    file), so they are not opened again; the pipeline fills it from what the tar
+    writer saw. Files not in it are read through their openers.
     """
     view = _View(dict(files))
-    infos = _ElfCache(view)
+    infos = _ElfCache(view, known)
     hostlibs = _HostLibraries(host_root, search_dirs, runner) if host else None
     pending = deque(p for p, e in sorted(view.files.items())
                     if e.kind in (Kind.FILE, Kind.HARDLINK))
@@ -109,7 +115,9 @@ def resolve_closure(files: Mapping[str, Entry], *,
                 missing.append((path, name))
                 continue
             for entry, host_path in new:
-                view.files[entry.path] = added[entry.path] = entry
+                view.add(entry)
+                infos.forget(entry.path)
+                added[entry.path] = entry
                 sources[entry.path] = host_path
                 if entry.kind is Kind.FILE:
                     pending.append(entry.path)
@@ -179,6 +187,14 @@ class _View:
 
     def __init__(self, files: dict[str, Entry]) -> None:
         self.files = files
+        self._dirs: dict[str, str | None] = {}  # resolve_dir's answers
+
+    def add(self, entry: Entry) -> None:
+        """Put ``entry`` in the view (the only way besides new parent dirs, which
+        :meth:`resolve_dir` already takes as plain directories)."""
+        self.files[entry.path] = entry
+        if entry.kind is not Kind.DIR:
+            self._dirs.clear()
 
     def resolve(self, path: str) -> str | None:
         """The image path of the regular file ``path`` leads to, or None."""
@@ -211,6 +227,13 @@ class _View:
         A component with no entry is taken as a plain directory (layers need not
         list every parent); one that is a regular file gives None.
         """
+        try:
+            return self._dirs[path]
+        except KeyError:
+            real = self._dirs[path] = self._resolve_dir(path)
+            return real
+
+    def _resolve_dir(self, path: str) -> str | None:
         parts = [p for p in posixpath.normpath("/" + path).split("/") if p]
         current = "/"
         links = 0
@@ -232,19 +255,32 @@ class _View:
 
 
 class _ElfCache:
-    """ElfInfo per resolved image path, read once, non-ELF files skipped by magic."""
+    """ElfInfo per resolved image path, read once, non-ELF files skipped by magic;
+    what ``known`` holds is not read at all."""
 
-    def __init__(self, view: _View) -> None:
+    def __init__(self, view: _View, known: Mapping[str, ElfInfo | None] | None = None) -> None:
         self.view = view
+        self.known: Mapping[str, ElfInfo | None] = known or {}
+        self.forgotten: set[str] = set()
         self.cache: dict[str, ElfInfo | None] = {}
+
+    def forget(self, path: str) -> None:
+        """``path`` now holds another entry (one copied from the host)."""
+        self.cache.pop(path, None)
+        self.forgotten.add(path)
 
     def get(self, path: str) -> ElfInfo | None:
         real = self.view.resolve(path)
         if real is None:
             return None
-        if real not in self.cache:
-            self.cache[real] = self._read(self.view.files[real])
-        return self.cache[real]
+        try:
+            return self.cache[real]
+        except KeyError:
+            pass
+        if real in self.known and real not in self.forgotten:
+            return self.known[real]
+        info = self.cache[real] = self._read(self.view.files[real])
+        return info
 
     @staticmethod
     def _read(entry: Entry) -> ElfInfo | None:

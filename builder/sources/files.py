@@ -13,11 +13,7 @@ import stat
 from pathlib import Path
 
 from ..errors import InputError
-from ..layers.entries import Entry, image_path
-
-
-def _opener(path: Path):
-    return lambda: open(path, "rb")
+from ..layers.entries import Entry, FileOpener, Kind, image_path
 
 
 def normalized_mode(st_mode: int) -> int:
@@ -26,13 +22,19 @@ def normalized_mode(st_mode: int) -> int:
     return 0o755 if st_mode & 0o111 else 0o644
 
 
-def file_entry(src: Path, dest: str, st: os.stat_result, mode: int | None, uid: int,
+def file_entry(src: Path | str, dest: str, st: os.stat_result, mode: int | None, uid: int,
                gid: int) -> Entry:
+    return _file_entry(os.fspath(src), image_path(dest), st, mode, uid, gid)
+
+
+def _file_entry(src: str, dest: str, st: os.stat_result, mode: int | None, uid: int,
+                gid: int) -> Entry:
+    """A FILE entry for host file ``src`` at the already-normalized image path ``dest``."""
     link_key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
     perms = mode if mode is not None else normalized_mode(st.st_mode) | (st.st_mode & 0o6000)
     stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return Entry.file(dest, _opener(src), st.st_size, perms, uid, gid, link_key=link_key,
-                      stamp=stamp)
+    return Entry(dest, Kind.FILE, perms, uid, gid, st.st_size, FileOpener(src),
+                 link_key=link_key, stamp=stamp)
 
 
 def tree_entries(src: Path, dest: str, mode: int | None = None, uid: int = 0,
@@ -52,18 +54,58 @@ def tree_entries(src: Path, dest: str, mode: int | None = None, uid: int = 0,
     if stat.S_ISDIR(top.st_mode):
         root = image_path(dest)
         entries = [Entry.directory(root, dir_mode or 0o755, uid, gid)] if root != "/" else []
-        for dirpath, dirnames, filenames in os.walk(src):
-            dirnames.sort()
-            rel = os.path.relpath(dirpath, src)
-            base = root if rel == "." else posixpath.join(root, Path(rel).as_posix())
-            for name in dirnames + sorted(filenames):
-                host = Path(dirpath) / name
-                entries.append(_one(host, posixpath.join(base, name), mode, uid, gid,
-                                    dir_mode))
+        _walk(os.fspath(src), "" if root == "/" else root, entries, mode, uid, gid,
+              dir_mode or 0o755)
         return entries
     if dest.endswith("/"):
         dest = posixpath.join(dest, src.name)
     return [_one(src, image_path(dest), mode, uid, gid, dir_mode)]
+
+
+def _walk(host: str, base: str, out: list[Entry], mode: int | None, uid: int, gid: int,
+          dir_mode: int) -> None:
+    """Append the entries under host dir ``host`` (image dir ``base``, "" for the root).
+
+    The order is that of ``os.walk`` (top-down; per dir, the sorted names of its
+    dirs, symlinks to dirs included, then of its other members). A name read from
+    a directory has no ``/`` and is never ``.`` or ``..``, so ``base + "/" + name``
+    is already a normalized image path below ``base``: no :func:`image_path` call.
+    """
+    dirs: list[tuple[str, bool]] = []
+    others: list[str] = []
+    try:
+        with os.scandir(host) as it:
+            for d in it:
+                try:
+                    is_dir = d.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    dirs.append((d.name, d.is_symlink()))
+                else:
+                    others.append(d.name)
+    except OSError as e:
+        raise InputError(f"{host}: cannot list the directory ({e.strerror})") from e
+    dirs.sort()
+    others.sort()
+    for name, _ in dirs:
+        out.append(_member(host + "/" + name, base + "/" + name, mode, uid, gid, dir_mode))
+    for name in others:
+        out.append(_member(host + "/" + name, base + "/" + name, mode, uid, gid, dir_mode))
+    for name, is_link in dirs:
+        if not is_link:
+            _walk(host + "/" + name, base + "/" + name, out, mode, uid, gid, dir_mode)
+
+
+def _member(host: str, dest: str, mode: int | None, uid: int, gid: int,
+            dir_mode: int) -> Entry:
+    """One walked member; ``dest`` is already a normalized image path."""
+    st = os.lstat(host)
+    if stat.S_ISREG(st.st_mode):
+        return _file_entry(host, dest, st, mode, uid, gid)
+    if stat.S_ISDIR(st.st_mode):
+        return Entry(dest, Kind.DIR, dir_mode, uid, gid)
+    return _one(Path(host), dest, mode, uid, gid, dir_mode)
 
 
 def _one(host: Path, dest: str, mode: int | None, uid: int, gid: int,
@@ -74,6 +116,6 @@ def _one(host: Path, dest: str, mode: int | None, uid: int, gid: int,
     if stat.S_ISDIR(st.st_mode):
         return Entry.directory(dest, dir_mode or 0o755, uid, gid)
     if stat.S_ISREG(st.st_mode):
-        return file_entry(host, dest, st, mode, uid, gid)
+        return _file_entry(os.fspath(host), dest, st, mode, uid, gid)
     raise InputError(f"{host}: not a regular file, directory or symlink "
                      "(sockets, devices and FIFOs cannot go into an image)")

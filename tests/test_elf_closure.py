@@ -228,3 +228,38 @@ def test_strip_tree_strips_libraries_and_keeps_what_it_would_break(native_app: P
     junk = ("python3", "-c", "import sys; open(sys.argv[2], 'wb').write(b'junk')")
     report = strip_tree(native_app, skip=("bin/hello",), strip=junk)
     assert report.kept == ["lib/libgreet.so.1.0"] and lib.read_bytes() == stripped
+
+
+def test_closure_does_not_open_files_it_is_told_about() -> None:
+    def boom():
+        raise AssertionError("opened a file the closure was told about")
+
+    view = _view([Entry.file("/data/blob", boom, 4096)])
+    assert resolve_closure(view, known={"/data/blob": None}).elf_files == 0
+    with pytest.raises(AssertionError, match="opened"):
+        resolve_closure(view)
+
+
+def test_rebuild_sees_an_elf_file_that_replaced_a_text_file_of_the_same_size(
+        native_app: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The tar writer's ELF notes are per layer content: the closure of a rebuild
+    trusts them only for an unchanged layer, so a new ELF file is never missed."""
+    elf = (native_app / "bin" / "hello").read_bytes()
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "prog").write_bytes(b"#" * len(elf))
+    manifest = write(tmp_path / "m.yaml", f"""
+        image: t/t:1
+        libraries: {{from: none}}
+        layers:
+          - name: app
+            files:
+              - {{src: {tree}, dest: /app}}
+        """)
+    args = ("build", manifest, "-o", tmp_path / "x.tar", "--cache-dir", tmp_path / "cache")
+    assert cli(*args, capsys=capsys)[0] == 0
+    assert cli(*args, capsys=capsys)[0] == 0  # a no-op rebuild from the notes
+    (tree / "new").write_bytes(elf)
+    (tree / "new").replace(tree / "prog")     # same size, same name, new content
+    code, _, err = cli(*args, capsys=capsys)
+    assert code != 0 and "/app/prog needs libc.so.6" in err

@@ -161,3 +161,30 @@ def test_normalizing_twice_is_free_and_still_drops_special_bits():
     assert normalize(entries)[-1].mode == 0o755
     plain = normalize([Entry.bytes_file("/b/tool", b"x", mode=0o4755)])
     assert normalize(plain) is plain and normalize(plain, keep_special_bits=True) is plain
+
+
+def test_tar_writer_notes_members_starting_with_the_elf_magic(tmp_path):
+    from builder.layers.build import elf_members
+    from builder.sources.files import tree_entries
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "small.so").write_bytes(b"\x7fELF" + bytes(100))
+    (tmp_path / "src" / "big.so").write_bytes(b"\x7fELF" + bytes(200_000))  # streamed
+    (tmp_path / "src" / "text").write_bytes(b"#!/bin/sh\n" + bytes(100))
+    (tmp_path / "src" / "tiny").write_bytes(b"\x7fE")
+    entries = tree_entries(tmp_path / "src", "/app")
+    entries.append(Entry.bytes_file("/gen/elf", b"\x7fELF" + bytes(60)))  # not a host file
+    layer = build_layer(entries, blob_dir=tmp_path / "blobs", epoch=0)
+    assert elf_members(tmp_path / "blobs", layer.diff_id) == ["/app/big.so", "/app/small.so",
+                                                             "/gen/elf"]
+    assert elf_members(tmp_path / "blobs", "sha256:" + "0" * 64) is None
+
+
+def test_host_file_shrinking_before_it_is_read_is_an_error(tmp_path):
+    from builder.sources.files import tree_entries
+
+    (tmp_path / "f").write_bytes(b"x" * 100)
+    [entry] = tree_entries(tmp_path / "f", "/f")
+    (tmp_path / "f").write_bytes(b"x" * 10)
+    with pytest.raises(InputError, match="change"):
+        build_layer([entry], blob_dir=tmp_path / "blobs", epoch=0)

@@ -12,21 +12,25 @@ Given entries in any order, it writes a PAX tar where
 
 from __future__ import annotations
 
+import os
 import posixpath
 import tarfile
 from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Iterable
 
 from ..errors import InputError
-from .entries import Entry, Kind
+from .entries import Entry, FileOpener, Kind
 
 SPECIAL_BITS = 0o6000  # setuid | setgid
 _BUFSIZE = 1 << 20
 _SMALL = 64 * 1024  # files up to this size are read in one call
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def _sort_key(path: str) -> tuple[str, ...]:
-    return tuple(path.split("/"))
+def _sort_key(path: str) -> str:
+    """Orders paths as the tuples of their components would (a dir right before
+    its contents): NUL, which no name holds, sorts below every other character."""
+    return path.replace("/", "\0")
 
 
 class Normalized(list[Entry]):
@@ -47,6 +51,7 @@ def normalize(entries: Iterable[Entry], keep_special_bits: bool = False) -> list
     if isinstance(entries, Normalized) and (keep_special_bits or not entries.keep_special_bits):
         return entries
     by_path: dict[str, Entry] = {}
+    links = False
     for entry in entries:
         if entry.path == "/":
             continue
@@ -57,9 +62,11 @@ def normalize(entries: Iterable[Entry], keep_special_bits: bool = False) -> list
         if not keep_special_bits and entry.mode & SPECIAL_BITS and entry.kind is not Kind.SYMLINK:
             entry = replace(entry, mode=entry.mode & ~SPECIAL_BITS)
         by_path[entry.path] = entry
-    _relink_hardlinks(by_path)
+        links = links or entry.kind is Kind.HARDLINK
+    if links:
+        _relink_hardlinks(by_path)
     for path in list(by_path):
-        parent = posixpath.dirname(path)
+        parent = path[:path.rfind("/")] or "/"  # image paths are absolute and normalized
         while parent != "/" and parent not in by_path:
             by_path[parent] = Entry(parent, Kind.DIR, 0o755)
             parent = posixpath.dirname(parent)
@@ -233,22 +240,13 @@ def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
             pad = _NUL * (-size % BLOCK)
             assert entry.opener is not None, entry.path
             try:
-                with entry.opener() as stream:
-                    # one read of up to _SMALL bytes: all of most files, the head of the rest
-                    data = stream.read(min(size, _SMALL))
-                    while len(data) < min(size, 4):  # a short read: complete the magic
-                        more = stream.read(min(size, 4) - len(data))
-                        if not more:
-                            break  # copy_from reports the stream ending early
-                        data += more
+                if size <= _SMALL and type(entry.opener) is FileOpener:
+                    data = _read_small(entry.opener.path, size, entry.path)
                     if data[:4] == ELF_MAGIC:
                         stats.elf.append(entry.path)
-                    if len(data) == size:
-                        w.put(b"".join((header, data, pad)))
-                    else:
-                        w.put(header + data)
-                        w.copy_from(stream, size - len(data), entry.path, size)
-                        w.put(pad)
+                    w.put(b"".join((header, data, pad)))
+                else:
+                    _copy_file(w, entry, header, pad, stats)
             except OSError as e:
                 raise InputError(f"cannot read {entry.path} ({e}); did it change "
                                  f"while being read? expected {size} bytes") from e
@@ -264,3 +262,43 @@ def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
         w.put(_NUL * (RECORD - tail))
     w.flush()
     return stats
+
+
+def _read_small(host: str, size: int, path: str) -> bytes:
+    """All ``size`` bytes of host file ``host``, through bare file descriptor calls
+    (a third of the cost of a buffered ``open`` for a file of a few kB)."""
+    fd = os.open(host, os.O_RDONLY | _CLOEXEC)
+    try:
+        data = os.read(fd, size)
+        while len(data) < size:
+            more = os.read(fd, size - len(data))
+            if not more:
+                raise InputError(f"{path} changed while being read: it ended "
+                                 f"{size - len(data)} bytes early (expected {size} bytes)")
+            data += more
+        return data
+    finally:
+        os.close(fd)
+
+
+def _copy_file(w: _BlockWriter, entry: Entry, header: bytes, pad: bytes,
+               stats: TarStats) -> None:
+    """A FILE member's header, data and padding, the data streamed from its opener."""
+    size = entry.size
+    assert entry.opener is not None, entry.path
+    with entry.opener() as stream:
+        # one read of up to _SMALL bytes: all of most files, the head of the rest
+        data = stream.read(min(size, _SMALL))
+        while len(data) < min(size, 4):  # a short read: complete the magic
+            more = stream.read(min(size, 4) - len(data))
+            if not more:
+                break  # copy_from reports the stream ending early
+            data += more
+        if data[:4] == ELF_MAGIC:
+            stats.elf.append(entry.path)
+        if len(data) == size:
+            w.put(b"".join((header, data, pad)))
+        else:
+            w.put(header + data)
+            w.copy_from(stream, size - len(data), entry.path, size)
+            w.put(pad)

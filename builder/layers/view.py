@@ -56,19 +56,22 @@ def blob_layer_entries(layer: Layer, workdir: Path) -> list[Entry]:
 
 def merge(view: dict[str, Entry], entries: list[Entry]) -> None:
     """Lay ``entries`` (one layer) over ``view``, applying whiteouts."""
-    for entry in entries:
+    marked = [e for e in entries if _WHITEOUT in e.path
+              and posixpath.basename(e.path).startswith(_WHITEOUT)]
+    for entry in marked:
         directory, name = posixpath.split(entry.path)
         if name == _OPAQUE:
             _remove_below(view, directory)
-        elif name.startswith(_WHITEOUT):
+        else:
             hidden = posixpath.join(directory, name[len(_WHITEOUT):])
             view.pop(hidden, None)
             _remove_below(view, hidden)
+    skip = {id(e) for e in marked}
+    get = view.get
     for entry in entries:
-        name = posixpath.basename(entry.path)
-        if name.startswith(_WHITEOUT):
+        if skip and id(entry) in skip:
             continue
-        old = view.get(entry.path)
+        old = get(entry.path)
         if old is not None and old.kind is Kind.DIR and entry.kind is not Kind.DIR:
             _remove_below(view, entry.path)
         view[entry.path] = entry

@@ -198,11 +198,12 @@ class _View:
 
     def resolve(self, path: str) -> str | None:
         """The image path of the regular file ``path`` leads to, or None."""
-        real = self.resolve_dir(posixpath.dirname(path))
+        head, _, name = path.rpartition("/")
+        real = self.resolve_dir(head or "/")
         if real is None:
             return None
         seen = 0
-        current = posixpath.join(real, posixpath.basename(path))
+        current = path if real == head else posixpath.join(real, name)
         while True:
             entry = self.files.get(current)
             if entry is None:

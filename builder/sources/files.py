@@ -30,11 +30,12 @@ def file_entry(src: Path | str, dest: str, st: os.stat_result, mode: int | None,
 def _file_entry(src: str, dest: str, st: os.stat_result, mode: int | None, uid: int,
                 gid: int) -> Entry:
     """A FILE entry for host file ``src`` at the already-normalized image path ``dest``."""
-    link_key = (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
-    perms = mode if mode is not None else normalized_mode(st.st_mode) | (st.st_mode & 0o6000)
-    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    return Entry(dest, Kind.FILE, perms, uid, gid, st.st_size, FileOpener(src),
-                 link_key=link_key, stamp=stamp)
+    st_mode, ino, dev, nlink, _, _, size = st[:7]
+    if mode is None:
+        mode = (0o755 if st_mode & 0o111 else 0o644) | (st_mode & 0o6000)
+    return Entry(dest, Kind.FILE, mode, uid, gid, size, FileOpener(src),
+                 link_key=(dev, ino) if nlink > 1 else None,
+                 stamp=(dev, ino, size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 def tree_entries(src: Path, dest: str, mode: int | None = None, uid: int = 0,

@@ -13,12 +13,12 @@ import functools
 import hashlib
 import json
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..cache import default_cache_dir
 from ..errors import DigestMismatchError, ImageError
 from ..oci.image import Image, Layer, RawManifest
 from ..oci.types import Descriptor, Platform, check_digest
@@ -27,11 +27,6 @@ from .push import ClientPool
 from .reference import Reference, parse_reference
 
 log = logging.getLogger("ocibuild.registry")
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("OCIBUILD_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "ocibuild"
 
 
 class BlobCache:

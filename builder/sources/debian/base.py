@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from ...cache import default_cache_dir
 from ...errors import DebianError
 from ...layers.entries import Entry, Kind
 from .apt_sources import find_mirror
@@ -24,7 +25,7 @@ from .definition import BaseDefinition, is_base_definition, load_base_definition
 
 __all__ = ["BASE_FORMAT", "base_entries", "is_base_definition", "load_base_definition",
            "load_lock", "lock_base"]
-from .fetch import DebCache, default_cache_dir
+from .fetch import DebCache
 from .lock import Lock, LockedIndex, LockedPackage, read_lock, write_lock
 from .resolve import resolve
 from .rootfs import control_field, status_entries, system_files

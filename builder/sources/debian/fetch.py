@@ -30,11 +30,6 @@ from .lock import LockedPackage
 _MEMBERS_VERSION = 1
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("OCIBUILD_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "ocibuild"
-
-
 def _file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

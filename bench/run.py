@@ -219,6 +219,7 @@ class Bench:
     def fresh(self, name: str) -> Path:
         self._n += 1
         path = self.work / f"{name}-{self._n}"
+        shutil.rmtree(path, ignore_errors=True)  # left by an earlier run in --workdir
         path.mkdir(parents=True)
         return path
 

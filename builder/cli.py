@@ -38,7 +38,6 @@ def _err(message: str) -> None:
 # -- build -----------------------------------------------------------------------
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .manifest import load_manifest
     from .pipeline import BuildContext, build_epoch, build_image, default_cache_dir
     from .sinks.tarball import write_layout_dir, write_tarball
 
@@ -47,6 +46,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     ctx = BuildContext(cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
                        epoch=build_epoch(), log=_err if not args.quiet else (lambda m: None),
                        strict=args.strict, insecure=args.insecure)
+    if args.output:
+        _check_output(Path(args.output), args.format, manifest, ctx.cache_dir)
     result = build_image(manifest, ctx)
     for warning in result.warnings:
         _err(f"warning: {warning}")
@@ -94,6 +95,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_output(out: Path, fmt: str, manifest: Any, cache_dir: Path) -> None:
+    """Refuse an ``-o`` that would destroy an input, before any work is done."""
+    from .errors import InputError
+
+    target = out.resolve()
+    if fmt == "oci-archive" and out.is_dir():
+        raise InputError(f"-o {out}: is a directory; give a file name for the tarball "
+                         "(or --format oci-dir for a layout directory)")
+    inputs = [manifest.file] + [f.src for spec in manifest.layers for f in spec.files]
+    inputs += [spec.tar for spec in manifest.layers if spec.tar is not None]
+    for path in inputs:
+        if target == Path(path).resolve():
+            raise InputError(f"-o {out}: would overwrite an input of the build ({path})")
+    cache = cache_dir.resolve()
+    if target == cache or cache in target.parents:
+        raise InputError(f"-o {out}: is inside the cache directory {cache_dir}")
+    if fmt == "oci-dir" and (target == Path.cwd().resolve() or target in Path.cwd().parents):
+        raise InputError(f"-o {out}: is the current directory or one of its parents")
+
+
 def _check_build_flags(args: argparse.Namespace) -> Any:
     """Refuse flag combinations before any work; load the signing key up front, so a
     wrong password fails the build before anything is pushed."""
@@ -130,7 +151,7 @@ def _load_build_input(path: Path, tag: str | None):
     """A manifest, or a base definition (``base_images/cc.yaml``) built on its own."""
     from dataclasses import replace
 
-    from .manifest import BaseSpec, ConfigSpec, Manifest, load_manifest
+    from .manifest import BaseSpec, ConfigSpec, Manifest, load_manifest, valid_image_name
     from .oci.types import Platform
 
     if path.suffix in (".yaml", ".yml") and path.is_file() and _is_base_definition(path):
@@ -143,6 +164,10 @@ def _load_build_input(path: Path, tag: str | None):
         manifest = load_manifest(path)
         if tag:
             manifest = replace(manifest, image=tag)
+    if tag and not valid_image_name(tag):
+        from .errors import InputError
+        raise InputError(f"--tag {tag!r} is not a valid image name (lowercase "
+                         "[registry/]repo[:tag])")
     return manifest
 
 
@@ -429,7 +454,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="show an image tarball's config, layers, largest files")
     p.add_argument("image", help="image tarball or OCI layout directory")
-    p.add_argument("--top", type=int, default=10, help="how many of the largest files to list")
+    p.add_argument("--top", type=_positive_int, default=10,
+                   help="how many of the largest files to list")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
     return parser
@@ -454,25 +480,63 @@ def _registry_flags(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
         p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
+    return value
+
+
 def _version() -> str:
     from . import __version__
     return f"ocibuild {__version__}"
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated()
+
+
+def _on_sigterm(handler: Any) -> Any:
+    import signal
+    import threading
+
+    if handler is None or threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    # SIGTERM (CI cancelling a job, `timeout`) unwinds like Ctrl-C, so temporary files
+    # are removed and no half-written output is left behind.
+    previous = _on_sigterm(_terminate)
     try:
         return func(args)
     except OcibuildError as e:
         _err(f"error: {e}")
         return EXIT_USER
+    except _Terminated:
+        _err("terminated")
+        return 143
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as e:
+        _err(f"error: {e}")
+        return EXIT_USER
+    finally:
+        _on_sigterm(previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError, UnsafePathError
+from .errors import UnsafePathError
 from .layers.compress import COMPRESSIONS
 from .layers.entries import check_symlink_target, image_path
 from .oci.types import Platform
-from .yamlspec import Fields, Node, load
+from .yamlspec import Node, load
 
 _LAYER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _IMAGE_NAME = re.compile(
@@ -132,6 +132,11 @@ class Manifest:
         return self.file.parent
 
 
+def valid_image_name(name: str) -> bool:
+    """``[registry[:port]/]repo[:tag]`` with docker's lowercase rules."""
+    return bool(_IMAGE_NAME.match(name))
+
+
 def load_manifest(path: Path | str) -> Manifest:
     """Read and validate a manifest; raise :class:`ManifestError` on the first problem."""
     path = Path(path).resolve() if Path(path).exists() else Path(path)
@@ -141,7 +146,7 @@ def load_manifest(path: Path | str) -> Manifest:
     folder = path.parent
     image = top.required("image")
     image_name = image.str()
-    if not _IMAGE_NAME.match(image_name):
+    if not valid_image_name(image_name):
         raise image.error(f"{image_name!r} is not a valid image name (lowercase "
                           "[registry/]repo[:tag])")
     platform = top.optional("platform", _platform, Platform())
@@ -233,6 +238,8 @@ def _image_path(node: Node) -> str:
 
 
 def _source(node: Node, folder: Path, directory_ok: bool = True) -> Path:
+    if not node.str().strip():
+        raise node.error("must not be empty (use \".\" for the manifest's folder)")
     src = (folder / node.str()).absolute()
     if not src.exists() and not src.is_symlink():
         raise node.error(f"{node.value!r} does not exist (looked at {src})")
@@ -254,9 +261,16 @@ def _file(node: Node, folder: Path) -> FileSpec:
     return spec
 
 
+def _not_root(node: Node) -> str:
+    path = _image_path(node)
+    if path == "/":
+        raise node.error("cannot be the image root /")
+    return path
+
+
 def _directory(node: Node) -> DirectorySpec:
     f = node.mapping()
-    spec = DirectorySpec(_image_path(f.required("path")), f.optional("mode", _mode, 0o755),
+    spec = DirectorySpec(_not_root(f.required("path")), f.optional("mode", _mode, 0o755),
                          f.optional("uid", _id, 0), f.optional("gid", _id, 0))
     f.done()
     return spec
@@ -264,7 +278,7 @@ def _directory(node: Node) -> DirectorySpec:
 
 def _symlink(node: Node) -> SymlinkSpec:
     f = node.mapping()
-    path = _image_path(f.required("path"))
+    path = _not_root(f.required("path"))
     target_node = f.required("target")
     target = target_node.str()
     try:

@@ -36,13 +36,17 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 Log = Callable[[str], None]
 
 
+MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: RFC 3339 has four-digit years
+
+
 def build_epoch(environ: dict[str, str] | None = None) -> int:
     """``SOURCE_DATE_EPOCH`` when set (and valid), else 0: the build's only clock."""
     value = (environ if environ is not None else os.environ).get("SOURCE_DATE_EPOCH", "")
     if not value:
         return 0
-    if not value.isdigit():
-        raise InputError(f"SOURCE_DATE_EPOCH={value!r} is not a non-negative integer")
+    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EPOCH:
+        raise InputError(f"SOURCE_DATE_EPOCH={value!r} is not a time in seconds between 0 "
+                         f"and {MAX_EPOCH} (9999-12-31T23:59:59Z)")
     return int(value)
 
 

@@ -105,26 +105,43 @@ def load(path: Path, display: str | None = None) -> Node:
 _constructor = yaml.SafeLoader("")
 
 
+def _construct(node: yaml.Node, file: str) -> object:
+    try:
+        return _constructor.construct_object(node, deep=True)
+    except yaml.YAMLError as e:
+        raise ManifestError(f"unsupported YAML value: {getattr(e, 'problem', None) or e}",
+                            file=file, line=node.start_mark.line + 1) from e
+
+
 def _convert(node: yaml.Node, path: str, file: str) -> Node:
     line = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        _constructor.flatten_mapping(node)
+        own = sum(1 for key, _ in node.value if key.tag != "tag:yaml.org,2002:merge")
+        try:
+            _constructor.flatten_mapping(node)
+        except yaml.YAMLError as e:
+            raise ManifestError(f"invalid merge (<<): {getattr(e, 'problem', None) or e}",
+                                file=file, line=line) from e
+        merged = len(node.value) - own  # flatten_mapping puts merged pairs first
         out: dict[str, Node] = {}
-        for key_node, value_node in node.value:
-            key = _constructor.construct_object(key_node, deep=True)
+        written: set[str] = set()
+        for index, (key_node, value_node) in enumerate(node.value):
+            key = _construct(key_node, file)
             if not isinstance(key, str):
                 raise ManifestError(f"keys must be strings, got {key!r}", file=file,
                                     line=key_node.start_mark.line + 1, field=path or None)
             child = _child_path(path, key)
-            if key in out:
-                raise ManifestError("duplicate key", file=file,
-                                    line=key_node.start_mark.line + 1, field=child)
+            if index >= merged:  # a key written here, not merged in with <<
+                if key in written:
+                    raise ManifestError("duplicate key", file=file,
+                                        line=key_node.start_mark.line + 1, field=child)
+                written.add(key)
             out[key] = _convert(value_node, child, file)
         return Node(out, line, path, file)
     if isinstance(node, yaml.SequenceNode):
         return Node([_convert(item, _child_path(path, i), file)
                      for i, item in enumerate(node.value)], line, path, file)
-    return Node(_constructor.construct_object(node, deep=True), line, path, file,
+    return Node(_construct(node, file), line, path, file,
                 raw=node.value if isinstance(node.value, str) else None)
 
 

@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from ..errors import InputError
+
 
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[BinaryIO]:
@@ -31,10 +33,19 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
 
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
-    """Yield a temp directory beside ``path``; swap it in only on success."""
+    """Yield a temp directory beside ``path``; swap it in only on success.
+
+    An existing ``path`` is replaced only if it is an OCI layout (it holds an
+    ``oci-layout`` file) or empty: ocibuild never deletes a directory it did not
+    write.
+    """
     path = Path(path)
+    if path.exists() and not _replaceable_layout(path):
+        raise InputError(f"{path} exists and is not an OCI layout directory; "
+                         "refusing to replace it (remove it or choose another -o)")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    os.chmod(tmp, 0o755)
     try:
         yield tmp
         if path.exists():
@@ -47,3 +58,9 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _replaceable_layout(path: Path) -> bool:
+    if path.is_symlink() or not path.is_dir():
+        return False
+    return (path / "oci-layout").is_file() or not any(path.iterdir())

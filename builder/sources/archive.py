@@ -29,22 +29,35 @@ class _Archive:
         try:
             with tarfile.open(path, "r:") as tar:
                 for info in tar:
-                    if info.isfile():
-                        self.members[info.name.lstrip("./")] = (info.offset_data, info.size)
+                    if info.isfile() and not info.issparse():
+                        self.members[_member_name(info.name)] = (info.offset_data, info.size)
         except (tarfile.TarError, OSError) as e:
             raise ImageError(f"{path}: not an image tarball ({e})") from e
 
+    def _inside(self, name: str) -> Path:
+        """``name`` as a file of the layout directory; never a path outside it."""
+        if not isinstance(name, str) or not name or name.startswith("/") or any(
+                part in ("..", "") for part in _member_name(name).split("/")):
+            raise ImageError(f"{self.path}: refusing member name {name!r} (absolute or "
+                             "with '..')")
+        target = (self.path / name).resolve()
+        root = self.path.resolve()
+        if root not in target.parents:
+            raise ImageError(f"{self.path}: member {name!r} resolves outside the directory")
+        return target
+
     def has(self, name: str) -> bool:
         if self.path.is_dir():
-            return (self.path / name).is_file()
-        return name in self.members
+            return self._inside(name).is_file()
+        return _member_name(name) in self.members
 
     def opener(self, name: str) -> Callable[[], BinaryIO]:
         if self.path.is_dir():
-            target = self.path / name
+            target = self._inside(name)
             if not target.is_file():
                 raise ImageError(f"{self.path}: missing {name}")
             return lambda: open(target, "rb")
+        name = _member_name(name)
         if name not in self.members:
             raise ImageError(f"{self.path}: missing {name}")
         offset, size = self.members[name]
@@ -52,8 +65,8 @@ class _Archive:
 
     def size(self, name: str) -> int:
         if self.path.is_dir():
-            return (self.path / name).stat().st_size
-        return self.members[name][1]
+            return self._inside(name).stat().st_size
+        return self.members[_member_name(name)][1]
 
     def read(self, name: str, limit: int = 64 << 20) -> bytes:
         if self.has(name) and self.size(name) > limit:
@@ -61,11 +74,21 @@ class _Archive:
         with self.opener(name)() as f:
             return f.read()
 
-    def json(self, name: str) -> Any:
+    def json(self, name: str, kind: type = dict) -> Any:
         try:
-            return json.loads(self.read(name))
+            value = json.loads(self.read(name))
         except ValueError as e:
             raise ImageError(f"{self.path}: {name} is not valid JSON: {e}") from e
+        if not isinstance(value, kind):
+            raise ImageError(f"{self.path}: {name} is not a JSON {kind.__name__}")
+        return value
+
+
+def _member_name(name: str) -> str:
+    """A tar member's name without a leading ``./`` (never stripping other dots)."""
+    while name.startswith("./"):
+        name = name[2:]
+    return name
 
 
 def _blob(digest: str) -> str:
@@ -90,16 +113,27 @@ def image_name(path: Path) -> str | None:
     """The image name recorded in an archive's index (or docker RepoTags), if any."""
     archive = _Archive(Path(path))
     if archive.has("index.json"):
-        for desc in archive.json("index.json").get("manifests", []):
-            ann = desc.get("annotations") or {}
+        for desc in archive.json("index.json").get("manifests") or []:
+            ann = (desc.get("annotations") if isinstance(desc, dict) else None) or {}
             name = ann.get("io.containerd.image.name") or ann.get(
                 "org.opencontainers.image.ref.name")
             if name:
                 return name
     if archive.has("manifest.json"):
-        tags = (archive.json("manifest.json") or [{}])[0].get("RepoTags") or []
+        entries = archive.json("manifest.json", list) or [{}]
+        tags = (entries[0].get("RepoTags") if isinstance(entries[0], dict) else None) or []
         return tags[0] if tags else None
     return None
+
+
+def _json_object(data: bytes, archive: _Archive, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as e:
+        raise ImageError(f"{archive.path}: the {what} is not valid JSON: {e}") from e
+    if not isinstance(value, dict):
+        raise ImageError(f"{archive.path}: the {what} is not a JSON object")
+    return value
 
 
 def _verified(archive: _Archive, digest: str, what: str) -> bytes:
@@ -113,17 +147,21 @@ def _verified(archive: _Archive, digest: str, what: str) -> bytes:
 def _read_oci(archive: _Archive) -> Image:
     index = archive.json("index.json")
     manifests = index.get("manifests") or []
+    if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
+        raise ImageError(f"{archive.path}: index.json: manifests must be a list of descriptors")
     if len(manifests) != 1:
         raise ImageError(f"{archive.path}: index.json holds {len(manifests)} manifests; "
                          "ocibuild reads archives holding exactly one image")
     desc = Descriptor.from_json(manifests[0])
     manifest_bytes = _verified(archive, desc.digest, "manifest")
-    manifest = json.loads(manifest_bytes)
+    manifest = _json_object(manifest_bytes, archive, "manifest")
     if MediaType(manifest.get("mediaType", desc.media_type)).is_index():
         raise ImageError(f"{archive.path}: multi-platform indexes are not supported yet")
+    if not isinstance(manifest.get("config"), dict):
+        raise ImageError(f"{archive.path}: the manifest has no config descriptor")
     config_desc = Descriptor.from_json(manifest["config"])
     config_bytes = _verified(archive, config_desc.digest, "config")
-    config = json.loads(config_bytes)
+    config = _json_object(config_bytes, archive, "config")
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     layer_descs = [Descriptor.from_json(d) for d in manifest.get("layers", [])]
     if len(diff_ids) != len(layer_descs):
@@ -153,11 +191,13 @@ def _read_docker(archive: _Archive) -> Image:
     """A docker archive: layers may be plain tars; their digests are taken here."""
     from ..layers.hashio import HashingWriter
 
-    entries = archive.json("manifest.json")
-    if not isinstance(entries, list) or len(entries) != 1:
-        raise ImageError(f"{archive.path}: manifest.json must list exactly one image")
+    entries = archive.json("manifest.json", list)
+    if len(entries) != 1 or not isinstance(entries[0], dict) or not isinstance(
+            entries[0].get("Config"), str) or not isinstance(entries[0].get("Layers", []), list):
+        raise ImageError(f"{archive.path}: manifest.json must list exactly one image with "
+                         "Config and Layers")
     entry = entries[0]
-    config = json.loads(archive.read(entry["Config"]))
+    config = _json_object(archive.read(entry["Config"]), archive, "config")
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     layers = []
     for i, (member, diff_id) in enumerate(zip(entry.get("Layers", []), diff_ids)):

@@ -1,0 +1,125 @@
+"""Edge cases a hostile or careless input hits: outputs, names, archives, YAML, clocks."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from builder.errors import UnsafePathError
+from builder.layers.reader import iter_members
+from builder.oci.image import Layer
+from builder.oci.types import Descriptor, MediaType, sha256_digest
+from helpers import cli, write
+
+MANIFEST = "image: t/x:1\nlayers:\n  - name: d\n    files:\n      - {src: a.txt, dest: /a}\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "a.txt").write_text("a\n")
+    return write(tmp_path / "ocibuild.yaml", MANIFEST)
+
+
+def test_oci_dir_never_replaces_a_directory_it_did_not_write(project, capsys):
+    precious = project.parent / "notimage"
+    precious.mkdir()
+    (precious / "data").write_text("keep me")
+    code, _, err = cli("build", project, "-o", precious, "--format", "oci-dir", capsys=capsys)
+    assert code == 1 and "not an OCI layout" in err
+    assert (precious / "data").read_text() == "keep me"
+    layout = project.parent / "layout"
+    for _ in range(2):  # a layout it wrote is replaced fine, and is world-readable
+        assert cli("build", project, "-o", layout, "--format", "oci-dir", capsys=capsys)[0] == 0
+    assert (layout / "oci-layout").is_file() and layout.stat().st_mode & 0o755 == 0o755
+
+
+@pytest.mark.parametrize("target", ["ocibuild.yaml", "a.txt", "cache/x.tar", "."])
+def test_output_that_would_destroy_an_input_is_refused(project, target, capsys):
+    before = project.read_bytes()
+    code, _, err = cli("build", project, "-o", project.parent / target, "--cache-dir",
+                       project.parent / "cache", capsys=capsys)
+    assert code == 1 and err.startswith("error: -o"), err
+    assert project.read_bytes() == before and (project.parent / "a.txt").read_text() == "a\n"
+
+
+def test_invalid_tag_is_refused(project, capsys):
+    code, _, err = cli("build", project, "-o", project.parent / "i.tar", "-t", "Bad Name!!",
+                       capsys=capsys)
+    assert code == 1 and "not a valid image name" in err
+
+
+@pytest.mark.parametrize("value", ["²", "99999999999999999999", "-5", "1.5"])
+def test_bad_source_date_epoch_is_a_clear_error(project, value, monkeypatch, capsys):
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", value)
+    code, _, err = cli("build", project, "-o", project.parent / "i.tar", capsys=capsys)
+    assert code == 1 and "SOURCE_DATE_EPOCH" in err
+
+
+def test_yaml_tags_that_construct_objects_are_errors(tmp_path, capsys):
+    manifest = write(tmp_path / "m.yaml", "image: !!python/object:os.system x\nlayers: []\n")
+    code, _, err = cli("build", manifest, capsys=capsys)
+    assert code == 1 and err.startswith(f"error: {manifest}:1: unsupported YAML value")
+
+
+def test_yaml_merge_keys_may_be_overridden(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("a")
+    manifest = write(tmp_path / "m.yaml", """\
+        image: t/merge:1
+        layers:
+          - &common
+            name: one
+            files: [{src: a.txt, dest: /one}]
+          - <<: *common
+            name: two
+        """)
+    code, out, err = cli("build", manifest, "--json", capsys=capsys)
+    assert code == 0, err
+    assert [layer["name"] for layer in json.loads(out)["layers"]] == ["one", "two"]
+
+
+@pytest.mark.parametrize("field,text", [
+    ("layers[0].files[0].src", "      - {src: '', dest: /a}\n"),
+    ("layers[0].directories[0].path", "    directories: [{path: /}]\n"),
+])
+def test_empty_src_and_root_paths_are_errors(tmp_path, field, text, capsys):
+    body = "image: t/x:1\nlayers:\n  - name: d\n"
+    body += ("    files:\n" + text) if "src" in text else text
+    manifest = write(tmp_path / "m.yaml", body)
+    code, _, err = cli("build", manifest, capsys=capsys)
+    assert code == 1 and f": {field}: " in err
+
+
+def test_inspect_rejects_negative_top(project, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli("inspect", "--top", "-1", project.parent / "i.tar")
+    assert exc.value.code == 2
+
+
+def test_layout_dir_names_cannot_leave_the_directory(tmp_path, capsys):
+    (tmp_path / "outside.json").write_text('{"config": {"Env": ["SECRET=1"]}}')
+    layout = tmp_path / "img"
+    layout.mkdir()
+    (layout / "manifest.json").write_text('[{"Config": "../outside.json", "Layers": []}]')
+    code, out, err = cli("inspect", layout, capsys=capsys)
+    assert code == 1 and "SECRET" not in out and "refusing member name" in err
+
+
+@pytest.mark.parametrize("name,link", [("../evil", ""), ("a/../../evil", ""),
+                                       ("link", "../../../etc/shadow")])
+def test_hostile_layer_members_are_refused(tmp_path, name, link):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        if link:
+            info.type, info.linkname = tarfile.SYMTYPE, link
+        tar.addfile(info, io.BytesIO(b""))
+    data = buf.getvalue()
+    digest = sha256_digest(data)
+    layer = Layer(Descriptor(MediaType.OCI_LAYER.value, digest, len(data)), digest,
+                  lambda: io.BytesIO(data))
+    with pytest.raises(UnsafePathError, match="escapes the image root"):
+        list(iter_members(layer))

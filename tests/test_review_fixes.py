@@ -123,3 +123,19 @@ def test_hostile_layer_members_are_refused(tmp_path, name, link):
                   lambda: io.BytesIO(data))
     with pytest.raises(UnsafePathError, match="escapes the image root"):
         list(iter_members(layer))
+
+
+def test_sparse_tar_members_are_refused_not_corrupted(tmp_path, capsys):
+    import subprocess
+
+    sparse = tmp_path / "sparse.bin"
+    with open(sparse, "wb") as f:
+        f.write(b"A" * 4096)
+        f.seek(1 << 20)
+        f.write(b"B" * 4096)
+    (tmp_path / "next.bin").write_bytes(b"N" * 5000)
+    subprocess.run(["tar", "--sparse", "-cf", "s.tar", "sparse.bin", "next.bin"],
+                   cwd=tmp_path, check=True)
+    manifest = write(tmp_path / "m.yaml", "image: t/s:1\nlayers:\n  - name: t\n    tar: s.tar\n")
+    code, _, err = cli("build", manifest, "-o", tmp_path / "o.tar", capsys=capsys)
+    assert code == 1 and "sparse" in err and not (tmp_path / "o.tar").exists()

@@ -59,6 +59,9 @@ def tar_entries(path: Path, workdir: Path) -> list[Entry]:
             raise UnsafePathError(f"{path}: member {m.name!r} escapes the image root") from e
         if dest == "/":
             continue
+        if m.issparse():
+            raise InputError(f"{path}: member {m.name!r} is a sparse file, which ocibuild "
+                             "does not read; re-create the tarball without --sparse")
         if m.isdir():
             entries.append(Entry(dest, Kind.DIR, m.mode & 0o7777, m.uid, m.gid))
         elif m.isreg():
@@ -73,7 +76,11 @@ def tar_entries(path: Path, workdir: Path) -> list[Entry]:
                 raise UnsafePathError(f"{path}: symlink {m.name!r} -> {m.linkname!r} "
                                       "points outside the image root") from e
         elif m.islnk():
-            target = image_path(m.linkname)
+            try:
+                target = image_path(m.linkname)
+            except UnsafePathError as e:
+                raise UnsafePathError(f"{path}: hard link {m.name!r} -> {m.linkname!r} "
+                                      "points outside the image root") from e
             if target not in files:
                 raise InputError(f"{path}: hard link {m.name!r} points to {m.linkname!r}, "
                                  "which is not an earlier regular file of the archive")

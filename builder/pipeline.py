@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import InputError, ManifestError
+from .errors import InputError, ManifestError, UnsafePathError
 from .layers.build import (build_layer, cached_layer, elf_members, entries_cache_key,
                            layer_cache_key)
 from .layers.entries import Entry, Kind
@@ -114,10 +114,12 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                 thread_name_prefix="ocibuild-layer") as builds:
             pending = []
             for spec in manifest.layers:
-                entries, detail, cached, lib_dirs = _layer_entries(spec, ctx, work)
+                entries, detail, cached, lib_dirs = _layer_entries(spec, ctx, work,
+                                                                   manifest.file)
                 for lib_dir in lib_dirs:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
-                entries = normalize(entries, keep_special_bits=spec.keep_special_bits)
+                entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
+                                    below=view)
                 merge(view, entries)
                 future = builds.submit(_build_or_reuse, entries, spec.name, manifest, ctx,
                                        created, spec.keep_special_bits)
@@ -266,15 +268,19 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
     return image, reports, [base.warning] if base.warning else []
 
 
-def _layer_entries(spec: LayerSpec, ctx: BuildContext,
-                   work: Path) -> tuple[list[Entry], str, bool, list[str]]:
+def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
+                   manifest_file: Path) -> tuple[list[Entry], str, bool, list[str]]:
     """A manifest layer's entries, a one-line description, whether a cache served it,
     and the image dirs its programs add to the loader's search path."""
     entries: list[Entry] = []
     for d in spec.directories:
         entries.append(Entry.directory(d.path, d.mode, d.uid, d.gid))
-    for f in spec.files:
-        entries.extend(tree_entries(f.src, f.dest, f.mode, f.uid, f.gid))
+    for index, f in enumerate(spec.files):
+        try:
+            entries.extend(tree_entries(f.src, f.dest, f.mode, f.uid, f.gid))
+        except UnsafePathError as e:  # a symlink in the tree that climbs out
+            raise ManifestError(f"{f.src}: {e}", file=str(manifest_file), line=spec.line,
+                                field=f"layers[{spec.name}].files[{index}].src") from e
     for s in spec.symlinks:
         entries.append(Entry.symlink(s.path, s.target, s.uid, s.gid))
     if spec.tar is not None:

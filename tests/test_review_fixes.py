@@ -139,3 +139,86 @@ def test_sparse_tar_members_are_refused_not_corrupted(tmp_path, capsys):
     manifest = write(tmp_path / "m.yaml", "image: t/s:1\nlayers:\n  - name: t\n    tar: s.tar\n")
     code, _, err = cli("build", manifest, "-o", tmp_path / "o.tar", capsys=capsys)
     assert code == 1 and "sparse" in err and not (tmp_path / "o.tar").exists()
+
+
+def _unpacked(tmp_path: Path, manifest: Path, capsys) -> Path:
+    from runtime import unpack
+
+    code, _, err = cli("build", manifest, "-o", tmp_path / "img.tar", capsys=capsys)
+    assert code == 0, err
+    return unpack(tmp_path / "img.tar", tmp_path / "run") / "rootfs"
+
+
+def test_files_into_a_lower_layers_directory_keep_its_mode_and_owner(tmp_path, capsys):
+    import os
+    import stat
+
+    (tmp_path / "x").write_text("x")
+    manifest = write(tmp_path / "m.yaml", """\
+        image: t/parents:1
+        layers:
+          - name: fs
+            directories:
+              - {path: /tmp, mode: "1777"}
+              - {path: /home/nonroot, mode: "0700", uid: 65532, gid: 65532}
+          - name: more
+            files:
+              - {src: x, dest: /tmp/x}
+              - {src: x, dest: /home/nonroot/.config/f, uid: 65532, gid: 65532}
+        """)
+    rootfs = _unpacked(tmp_path, manifest, capsys)
+    tmp = os.lstat(rootfs / "tmp")
+    assert stat.S_IMODE(tmp.st_mode) == 0o1777
+    home = os.lstat(rootfs / "home/nonroot")
+    assert (stat.S_IMODE(home.st_mode), home.st_uid) == (0o700, 65532)
+
+
+def test_host_hard_links_with_different_declared_modes_stay_separate(tmp_path, capsys):
+    import os
+    import stat
+
+    (tmp_path / "f").write_text("data\n")
+    os.link(tmp_path / "f", tmp_path / "f2")
+    manifest = write(tmp_path / "m.yaml", """\
+        image: t/links:1
+        layers:
+          - name: a
+            files:
+              - {src: f, dest: /a/script, mode: "0755"}
+              - {src: f, dest: /b/config, mode: "0600", uid: 1000}
+        """)
+    rootfs = _unpacked(tmp_path, manifest, capsys)
+    script, config = os.lstat(rootfs / "a/script"), os.lstat(rootfs / "b/config")
+    assert stat.S_IMODE(script.st_mode) == 0o755 and script.st_uid == 0
+    assert (stat.S_IMODE(config.st_mode), config.st_uid) == (0o600, 1000)
+
+
+def test_absolute_symlinks_into_the_tree_become_relative(tmp_path, capsys):
+    import os
+
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "a").write_text("a")
+    os.symlink(tree / "a", tree / "sub" / "abs")
+    os.symlink("/usr/share/zoneinfo/UTC", tree / "tz")
+    manifest = write(tmp_path / "m.yaml", """\
+        image: t/links:1
+        layers:
+          - name: a
+            files: [{src: tree, dest: /app}]
+        """)
+    rootfs = _unpacked(tmp_path, manifest, capsys)
+    assert os.readlink(rootfs / "app/sub/abs") == "../a"
+    assert os.readlink(rootfs / "app/tz") == "/usr/share/zoneinfo/UTC"
+    assert str(tmp_path) not in (tmp_path / "img.tar").read_bytes().decode("latin-1")
+
+
+def test_escaping_symlink_in_a_tree_names_the_manifest_and_layer(tmp_path, capsys):
+    import os
+
+    (tmp_path / "tree").mkdir()
+    os.symlink("../../../../../../etc/passwd", tmp_path / "tree" / "evil")
+    manifest = write(tmp_path / "m.yaml", "image: t/x:1\nlayers:\n  - name: app\n"
+                                          "    files: [{src: tree, dest: /app}]\n")
+    code, _, err = cli("build", manifest, capsys=capsys)
+    assert code == 1 and f"{manifest}:3: layers[app].files[0].src" in err and "escapes" in err

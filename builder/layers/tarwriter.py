@@ -16,7 +16,7 @@ import os
 import posixpath
 import tarfile
 from dataclasses import dataclass, field, replace
-from typing import BinaryIO, Iterable
+from typing import Mapping, BinaryIO, Iterable
 
 from ..errors import InputError
 from .entries import Entry, FileOpener, Kind
@@ -41,12 +41,18 @@ class Normalized(list[Entry]):
     keep_special_bits: bool = False
 
 
-def normalize(entries: Iterable[Entry], keep_special_bits: bool = False) -> list[Entry]:
+def normalize(entries: Iterable[Entry], keep_special_bits: bool = False,
+              below: Mapping[str, Entry] | None = None) -> list[Entry]:
     """Merge, complete and sort entries into the exact list a layer will hold.
 
     A later entry for the same path replaces an earlier one, except that a
     directory never silently replaces a file (or the reverse): that is an error,
-    because it is almost always a manifest mistake.
+    because it is almost always a manifest mistake. A missing parent directory
+    is added as 0755 root, or, when a lower layer (``below``, the merged view of
+    the image so far) already has that directory, with its mode and owner, so a
+    file put into ``/tmp`` does not turn the base's 1777 ``/tmp`` into 0755.
+    Files sharing a ``link_key`` become hard links only when their mode and
+    owner agree too (a link has one inode, so one mode).
     """
     if isinstance(entries, Normalized) and (keep_special_bits or not entries.keep_special_bits):
         return entries
@@ -68,7 +74,11 @@ def normalize(entries: Iterable[Entry], keep_special_bits: bool = False) -> list
     for path in list(by_path):
         parent = path[:path.rfind("/")] or "/"  # image paths are absolute and normalized
         while parent != "/" and parent not in by_path:
-            by_path[parent] = Entry(parent, Kind.DIR, 0o755)
+            lower = below.get(parent) if below is not None else None
+            if lower is not None and lower.kind is Kind.DIR:
+                by_path[parent] = Entry(parent, Kind.DIR, lower.mode, lower.uid, lower.gid)
+            else:
+                by_path[parent] = Entry(parent, Kind.DIR, 0o755)
             parent = posixpath.dirname(parent)
         if parent != "/" and by_path[parent].kind is not Kind.DIR:
             raise InputError(f"{path}: its parent {parent} is not a directory in this layer")
@@ -78,7 +88,8 @@ def normalize(entries: Iterable[Entry], keep_special_bits: bool = False) -> list
     out.keep_special_bits = keep_special_bits
     for entry in ordered:
         if entry.kind is Kind.FILE and entry.link_key is not None:
-            first = first_of_link.setdefault(entry.link_key, entry.path)
+            key = (entry.link_key, entry.mode, entry.uid, entry.gid)
+            first = first_of_link.setdefault(key, entry.path)
             if first != entry.path:
                 entry = replace(entry, kind=Kind.HARDLINK, target=first, opener=None, size=0)
         out.append(entry)

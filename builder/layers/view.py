@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from ..oci.image import Layer
-from .entries import Entry, Kind
+from .entries import Entry, Kind, image_path
 from .reader import iter_members
 
 ELF_MAGIC = b"\x7fELF"
@@ -38,7 +38,7 @@ def blob_layer_entries(layer: Layer, workdir: Path) -> list[Entry]:
                                  target=info.linkname))
         elif info.islnk():
             entries.append(Entry(member.path, Kind.HARDLINK, mode, info.uid, info.gid,
-                                 target="/" + info.linkname.lstrip("./")))
+                                 target=image_path(info.linkname)))
         elif info.isfile():
             stream = tar.extractfile(info)
             head = stream.read(4) if stream else b""

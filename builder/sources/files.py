@@ -57,10 +57,29 @@ def tree_entries(src: Path, dest: str, mode: int | None = None, uid: int = 0,
         entries = [Entry.directory(root, dir_mode or 0o755, uid, gid)] if root != "/" else []
         _walk(os.fspath(src), "" if root == "/" else root, entries, mode, uid, gid,
               dir_mode or 0o755)
-        return entries
+        return _relative_inner_links(entries, os.path.abspath(src), root)
     if dest.endswith("/"):
         dest = posixpath.join(dest, src.name)
     return [_one(src, image_path(dest), mode, uid, gid, dir_mode)]
+
+
+def _relative_inner_links(entries: list[Entry], host_root: str, image_root: str) -> list[Entry]:
+    """Absolute symlinks that point into the walked tree become relative links.
+
+    ``/home/me/proj/data/current -> /home/me/proj/data/v2`` would otherwise put a
+    build-host path into the image (dangling there, and a digest that depends on
+    the checkout's location); it becomes ``current -> v2``. Absolute targets
+    elsewhere are image paths (``/usr/share/zoneinfo/UTC``) and stay as written.
+    """
+    prefix = host_root.rstrip("/") + "/"
+    out = []
+    for entry in entries:
+        if entry.kind is Kind.SYMLINK and (entry.target + "/").startswith(prefix):
+            inside = posixpath.join(image_root, os.path.relpath(entry.target, host_root))
+            target = posixpath.relpath(image_path(inside), posixpath.dirname(entry.path))
+            entry = Entry.symlink(entry.path, target, entry.uid, entry.gid)
+        out.append(entry)
+    return out
 
 
 def _walk(host: str, base: str, out: list[Entry], mode: int | None, uid: int, gid: int,

@@ -23,6 +23,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..layers.entries import image_path
 from ..layers.reader import iter_members
 from ..oci.image import Image
 from .walk import apply_whiteouts, whiteout_target
@@ -141,7 +142,7 @@ def _scan_layer(scan: _Scan, index: int, layer: Any) -> None:
         if info.isfile():
             entry.md5 = _read_file(scan, tar, info, member.path, index)
         elif info.islnk():
-            target = "/" + info.linkname.lstrip("./")
+            target = image_path(info.linkname)
             source = added.get(target) or scan.view.get(target)
             entry.md5 = source.md5 if source else None
         added[member.path] = entry

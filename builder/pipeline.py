@@ -36,6 +36,8 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 Log = Callable[[str], None]
 
 
+BASE_NAME = "org.opencontainers.image.base.name"
+BASE_DIGEST = "org.opencontainers.image.base.digest"
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: RFC 3339 has four-digit years
 
 
@@ -262,7 +264,9 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
         raise ManifestError(str(e), file=str(manifest.file), field="base") from e
     config = copy.deepcopy(base.image.config)
     config["created"] = created
-    image = replace(base.image, config=config, raw=None)
+    # The OCI annotations for "built on": what the manifest named, and what it was.
+    annotations = {BASE_NAME: manifest.base.ref or "", BASE_DIGEST: base.digest}
+    image = replace(base.image, config=config, raw=None, manifest_annotations=annotations)
     reports = [LayerReport(f"base[{i}]", f"from {base.pinned.split('@')[0]}", layer, True)
                for i, layer in enumerate(image.layers)]
     return image, reports, [base.warning] if base.warning else []

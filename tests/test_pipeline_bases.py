@@ -87,3 +87,21 @@ def test_base_by_tag_warns_and_strict_refuses(tmp_path, registry, busybox, capsy
     code, _, err = cli("build", manifest, "-o", app / "b.tar", "--strict", capsys=capsys)
     assert code == 1 and "not pinned by digest" in err
     assert not (app / "b.tar").exists()
+
+
+def test_base_is_recorded_and_audit_flags_a_tag(tmp_path, registry, busybox, capsys):
+    repo, digest = _push_base(tmp_path, registry, busybox)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "hello.txt").write_text("world")
+    for ref, pinned in ((f"{repo}@{digest}", True), (f"{repo}:1", False)):
+        manifest = write(app / "ocibuild.yaml", APP_MANIFEST.format(base=ref))
+        assert cli("build", manifest, "-o", app / "a.tar", capsys=capsys)[0] == 0
+        annotations = read_image(app / "a.tar").manifest_annotations
+        assert annotations["org.opencontainers.image.base.name"] == ref
+        assert annotations["org.opencontainers.image.base.digest"] == digest
+        code, out, _ = cli("audit", app / "a.tar", "--json", capsys=capsys)
+        ids = [f["id"] for f in json.loads(out)["findings"]]
+        assert ("base-unpinned" in ids) is not pinned
+        if not pinned:
+            assert code == 1 and f"{repo}@{digest}" in out

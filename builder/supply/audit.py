@@ -118,6 +118,7 @@ def audit(image: Image, *, name: str | None = None, digest: str | None = None,
     for index, layer in enumerate(image.layers):
         _scan_layer(scan, index, layer)
     findings = _user_findings(image)
+    findings += _base_findings(image)
     findings += _secret_findings(scan)
     findings += _file_findings(scan.view)
     findings += _dpkg_findings(scan)
@@ -203,6 +204,24 @@ def _user_findings(image: Image) -> list[Finding]:
         shown = f"User is {user!r}" if user else "no User is set"
         return [Finding("root-user", "high", f"the container runs as root ({shown}); set "
                                              "config.user to a non-root uid such as 65532")]
+    return []
+
+
+def _base_findings(image: Image) -> list[Finding]:
+    """A base named by tag (``org.opencontainers.image.base.name`` without a digest)
+    means the next build may start from different bytes."""
+    base = image.manifest_annotations.get("org.opencontainers.image.base.name", "")
+    if base and "@sha256:" not in base:
+        pinned = image.manifest_annotations.get("org.opencontainers.image.base.digest")
+        hint = ""
+        if pinned:
+            from ..registry.reference import parse_reference
+            try:
+                hint = f"; pin it: {parse_reference(base).name}@{pinned}"
+            except Exception:  # noqa: BLE001 - the hint is a courtesy
+                hint = f"; it was {pinned}"
+        return [Finding("base-unpinned", "medium",
+                        f"the base image {base} is not pinned by digest{hint}")]
     return []
 
 

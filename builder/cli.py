@@ -285,6 +285,51 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sign_sbom(args: argparse.Namespace) -> int:
+    """``sign`` with ``--attach-sbom FORMAT``: also attest the image's SBOM."""
+    if not args.attach_sbom:
+        return cmd_sign(args)
+    from .supply.commands import sign_with_sbom
+    from .supply.sign import parse_annotations
+
+    result = sign_with_sbom(args.ref, args.key, args.attach_sbom,
+                            annotations=parse_annotations(args.annotation),
+                            insecure=args.insecure)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        _err(f"signed {result['signature']['reference']}, SBOM ({args.attach_sbom}) attested")
+        print(result["signature"]["signature"])
+        print(result["attestation"]["attestation"])
+    return EXIT_OK
+
+
+def cmd_attest(args: argparse.Namespace) -> int:
+    from .supply.attest import attest
+
+    result = attest(args.ref, args.predicate, args.type, args.key, insecure=args.insecure)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        _err(f"attested {result.reference} ({result.predicate_type})"
+             + ("" if result.added else " (already attested)"))
+        print(result.attestation_ref)
+    return EXIT_OK
+
+
+def cmd_verify_attestation(args: argparse.Namespace) -> int:
+    from .supply.attest import verify_attestations
+
+    result = verify_attestations(args.ref, args.key, args.type, insecure=args.insecure)
+    _err(f"verified {result.reference}: {len(result.statements)} valid attestation(s)"
+         + (f", {len(result.rejected)} rejected" if result.rejected else ""))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.reference)
+    return EXIT_OK
+
+
 def cmd_sbom(args: argparse.Namespace) -> int:
     from .supply.sbom import generate, render
     from .supply.source import open_subject
@@ -436,6 +481,32 @@ def _parser() -> argparse.ArgumentParser:
     _signature_command(sub, "verify", cmd_verify,
                        "verify an image's cosign signatures with a public key",
                        "public key (cosign.pub)", "require")
+
+    p = sub.choices["sign"]
+    p.add_argument("--attach-sbom", choices=("spdx-json", "cyclonedx-json"),
+                   help="also attest the image's SBOM in this format (cosign attestation)")
+    p.set_defaults(func=cmd_sign_sbom)
+
+    p = sub.add_parser("attest", help="attach a signed in-toto attestation, as cosign attest")
+    p.add_argument("ref", help="registry/repo:tag (resolved to its digest now) or "
+                               "registry/repo@sha256:…")
+    p.add_argument("--key", required=True, help="private key (cosign.key, or a PEM EC key); "
+                                                "password from COSIGN_PASSWORD or a prompt")
+    p.add_argument("--predicate", required=True, help="the predicate file (e.g. an SBOM)")
+    p.add_argument("--type", default="custom", metavar="spdxjson|cyclonedx|…|URI",
+                   help="predicate type: a cosign --type name or a URI (default custom)")
+    _registry_flags(p)
+    p.set_defaults(func=cmd_attest)
+
+    p = sub.add_parser("verify-attestation",
+                       help="verify an image's cosign attestations with a public key")
+    p.add_argument("ref", help="registry/repo:tag (resolved to its digest now) or "
+                               "registry/repo@sha256:…")
+    p.add_argument("--key", required=True, help="public key (cosign.pub)")
+    p.add_argument("--type", metavar="spdxjson|cyclonedx|…|URI",
+                   help="only attestations of this predicate type")
+    _registry_flags(p)
+    p.set_defaults(func=cmd_verify_attestation)
 
     p = sub.add_parser("sbom", help="write an SPDX or CycloneDX SBOM of an image")
     p.add_argument("image", help="image tarball, OCI layout directory, or registry reference")

@@ -50,3 +50,29 @@ def sign_pushed(refs: Sequence[str], digest: str, key: Any, *,
         if ref.name not in done:
             done[ref.name] = sign_with_key(ref.with_digest(digest), key, pool=pool).to_json()
     return list(done.values())
+
+
+SBOM_PREDICATE = {"spdx-json": "spdxjson", "cyclonedx-json": "cyclonedx"}
+"""``sign --attach-sbom FORMAT`` → the cosign ``--type`` of the attestation."""
+
+
+def sign_with_sbom(ref: str, key_path: Path | str, fmt: str, *,
+                   annotations: dict[str, str] | None = None,
+                   insecure: bool = False) -> dict[str, Any]:
+    """``sign REF --key K --attach-sbom FORMAT``: sign the image, then attest its SBOM.
+
+    The key is read once; the SBOM describes the image pulled by the signed digest, so
+    a tag moved in between cannot put another image's packages under this signature.
+    """
+    from ..registry.push import ClientPool
+    from .attest import attest
+    from .sign import load_signing_key, sign_with_key
+    from .source import open_subject
+
+    key = load_signing_key(key_path)
+    pool = ClientPool(insecure=insecure)
+    signed = sign_with_key(ref, key, annotations=annotations, pool=pool)
+    subject = open_subject(signed.reference, insecure=insecure)
+    sbom = render(generate(subject, fmt))
+    attested = attest(signed.reference, sbom, SBOM_PREDICATE[fmt], key, pool=pool)
+    return {"signature": signed.to_json(), "attestation": attested.to_json()}

@@ -32,10 +32,11 @@ _HUB_IDENTITY = "index.docker.io"
 """go-containerregistry names Docker Hub's registry so in ``Repository.Name()``."""
 
 
-def signature_tag(digest: str) -> str:
-    """``sha256:<hex>`` → ``sha256-<hex>.sig`` (cosign's tag scheme)."""
+def signature_tag(digest: str, suffix: str = "sig") -> str:
+    """``sha256:<hex>`` → ``sha256-<hex>.sig`` (cosign's tag scheme; ``.att`` for
+    attestations)."""
     algorithm, _, hex_ = check_digest(digest, "image digest").partition(":")
-    return f"{algorithm}-{hex_}.sig"
+    return f"{algorithm}-{hex_}.{suffix}"
 
 
 def docker_reference(ref: Reference) -> str:

@@ -1,5 +1,7 @@
 """Signatures in the registry: read and write the ``sha256-<hex>.sig`` image.
 
+Attestations live the same way under ``sha256-<hex>.att`` (``suffix="att"``).
+
 The signature image is an OCI manifest (config ``application/vnd.oci.image.
 config.v1+json``) whose layers are the signed payloads. Writing appends a layer
 to what the tag already holds, so earlier signatures stay, as
@@ -35,9 +37,11 @@ class SignatureImage:
     manifest_digest: str | None = None
 
 
-def fetch_signature_image(client: RegistryClient, repo: str, digest: str) -> SignatureImage | None:
-    """The signatures stored for ``repo@digest``, or None when there are none."""
-    tag = signature_tag(digest)
+def fetch_signature_image(client: RegistryClient, repo: str, digest: str,
+                          suffix: str = "sig") -> SignatureImage | None:
+    """The signatures (or ``suffix="att"``: attestations) stored for ``repo@digest``,
+    or None when there are none."""
+    tag = signature_tag(digest, suffix)
     try:
         blob = client.get_manifest(repo, tag)
     except RegistryError as e:
@@ -79,13 +83,13 @@ def _created() -> str:
 
 
 def append_signature(client: RegistryClient, repo: str, digest: str, payload_desc: Descriptor,
-                     payload: bytes) -> tuple[str, bool]:
-    """Add one signed payload layer to ``repo:sha256-<hex>.sig``.
+                     payload: bytes, suffix: str = "sig") -> tuple[str, bool]:
+    """Add one signed payload layer to ``repo:sha256-<hex>.sig`` (or ``.<suffix>``).
 
     Returns the new signature manifest's digest and whether a layer was added
     (False when the same payload and signature were already there).
     """
-    existing = fetch_signature_image(client, repo, digest) or SignatureImage()
+    existing = fetch_signature_image(client, repo, digest, suffix) or SignatureImage()
     sig = payload_desc.annotations.get(SIGNATURE_ANNOTATION)
     for layer in existing.layers:
         if layer.digest == payload_desc.digest and \
@@ -114,5 +118,6 @@ def append_signature(client: RegistryClient, repo: str, digest: str, payload_des
         "layers": [d.to_json() for d in layers],
     }
     data = canonical_json(manifest)
-    got = client.put_manifest(repo, signature_tag(digest), data, MediaType.OCI_MANIFEST.value)
+    got = client.put_manifest(repo, signature_tag(digest, suffix), data,
+                              MediaType.OCI_MANIFEST.value)
     return got, True

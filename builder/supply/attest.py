@@ -22,15 +22,15 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ..errors import InputError, SupplyChainError
+from ..errors import SupplyChainError
 from ..oci.types import Descriptor, sha256_digest
 from ..registry.push import ClientPool
-from ..registry.reference import Reference, parse_reference
+from ..registry.reference import Reference
 from .dsse import (DSSE_MEDIA_TYPE, INTOTO_PAYLOAD_TYPE, envelope_verifies, make_predicate,
                    make_statement, parse_envelope, parse_statement, predicate_type_uri,
                    sign_envelope)
 from .keys import PasswordSource, cosign_password, load_public_key, read_key_file
-from .sign import load_signing_key
+from .sign import load_signing_key, resolve
 from .simplesigning import SIGNATURE_ANNOTATION, docker_reference, signature_tag
 from .store import append_signature, fetch_signature_image, read_blob
 
@@ -59,15 +59,6 @@ class AttestResult:
                 "envelope_digest": self.envelope_digest, "added": self.added}
 
 
-def _read_predicate(predicate: Path | str | bytes) -> bytes:
-    if isinstance(predicate, bytes):
-        return predicate
-    try:
-        return Path(predicate).read_bytes()
-    except OSError as e:
-        raise InputError(f"predicate {predicate}: {e.strerror or e}") from e
-
-
 def attest(ref: str | Reference, predicate: Path | str | bytes, predicate_type: str,
            key: ec.EllipticCurvePrivateKey | Path | str, *,
            password: PasswordSource = cosign_password, insecure: bool = False,
@@ -76,16 +67,12 @@ def attest(ref: str | Reference, predicate: Path | str | bytes, predicate_type: 
     name or a URI) about the image ``ref`` names, signed with ``key`` (a key file or a
     loaded key), and append the envelope to ``sha256-<hex>.att``."""
     uri = predicate_type_uri(predicate_type)
-    body = make_predicate(_read_predicate(predicate), predicate_type)
+    body = make_predicate(predicate if isinstance(predicate, bytes)
+                          else read_key_file(predicate, "predicate"), predicate_type)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         key = load_signing_key(key, password)
-    reference = ref if isinstance(ref, Reference) else parse_reference(ref)
-    pool = pool or ClientPool(insecure=insecure)
-    client = pool.get(reference.registry)
+    reference, client, digest = resolve(ref, pool or ClientPool(insecure=insecure))
     repo = reference.repository
-    digest = client.resolve(repo, reference.identifier)
-    if reference.digest and digest != reference.digest:
-        raise InputError(f"{reference}: the registry serves {digest} for this digest")
     statement = make_statement(docker_reference(reference), digest, uri, body)
     envelope = sign_envelope(key, statement)
     desc = Descriptor(DSSE_MEDIA_TYPE, sha256_digest(envelope), len(envelope),
@@ -116,11 +103,8 @@ def verify_attestations(ref: str, key: ec.EllipticCurvePublicKey | Path | str,
     if not isinstance(key, ec.EllipticCurvePublicKey):
         key = load_public_key(read_key_file(key, "key"), f"key {key}")
     wanted = predicate_type_uri(predicate_type) if predicate_type else None
-    reference = parse_reference(ref)
-    pool = pool or ClientPool(insecure=insecure)
-    client = pool.get(reference.registry)
+    reference, client, digest = resolve(ref, pool or ClientPool(insecure=insecure))
     repo = reference.repository
-    digest = client.resolve(repo, reference.identifier)
     atts = fetch_signature_image(client, repo, digest, ATT)
     where = f"{reference.name}@{digest}"
     if atts is None or not atts.layers:

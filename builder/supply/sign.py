@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import InputError
 from ..oci.types import Descriptor, sha256_digest
+from ..registry.client import RegistryClient
 from ..registry.push import ClientPool
 from ..registry.reference import Reference, parse_reference
 from .keys import PasswordSource, cosign_password, load_private_key, read_key_file, sign_bytes
@@ -57,6 +58,17 @@ def load_signing_key(key_path: Path | str,
     return load_private_key(read_key_file(key_path, "key"), password, f"key {key_path}")
 
 
+def resolve(ref: str | Reference, pool: ClientPool) -> tuple[Reference, RegistryClient, str]:
+    """``ref``, its registry's client, and the manifest digest ``ref`` names now (a
+    reference by digest must get that digest back)."""
+    reference = ref if isinstance(ref, Reference) else parse_reference(ref)
+    client = pool.get(reference.registry)
+    digest = client.resolve(reference.repository, reference.identifier)
+    if reference.digest and digest != reference.digest:
+        raise InputError(f"{reference}: the registry serves {digest} for this digest")
+    return reference, client, digest
+
+
 def sign(ref: str, key_path: Path | str, *, annotations: Mapping[str, str] | None = None,
          password: PasswordSource = cosign_password, insecure: bool = False,
          pool: ClientPool | None = None) -> SignResult:
@@ -68,13 +80,8 @@ def sign(ref: str, key_path: Path | str, *, annotations: Mapping[str, str] | Non
 def sign_with_key(ref: str | Reference, key: ec.EllipticCurvePrivateKey, *,
                   annotations: Mapping[str, str] | None = None, insecure: bool = False,
                   pool: ClientPool | None = None) -> SignResult:
-    reference = ref if isinstance(ref, Reference) else parse_reference(ref)
-    pool = pool or ClientPool(insecure=insecure)
-    client = pool.get(reference.registry)
+    reference, client, digest = resolve(ref, pool or ClientPool(insecure=insecure))
     repo = reference.repository
-    digest = client.resolve(repo, reference.identifier)
-    if reference.digest and digest != reference.digest:
-        raise InputError(f"{reference}: the registry serves {digest} for this digest")
     payload = make_payload(docker_reference(reference), digest, dict(annotations or {}))
     signature = base64.b64encode(sign_bytes(key, payload)).decode("ascii")
     desc = Descriptor(SIMPLESIGNING_MEDIA_TYPE, sha256_digest(payload), len(payload),

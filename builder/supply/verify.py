@@ -20,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ..errors import SupplyChainError
 from ..registry.push import ClientPool
-from ..registry.reference import parse_reference
 from .keys import load_public_key, read_key_file, verify_bytes
+from .sign import resolve
 from .simplesigning import (SIGNATURE_ANNOTATION, SIMPLESIGNING_MEDIA_TYPE, parse_payload,
                             same_repository, signature_tag)
 from .store import fetch_signature_image, read_blob
@@ -54,11 +54,8 @@ def verify(ref: str, key_path: Path | str, *, annotations: Mapping[str, str] | N
 def verify_with_key(ref: str, key: ec.EllipticCurvePublicKey, *,
                     annotations: Mapping[str, str] | None = None, insecure: bool = False,
                     pool: ClientPool | None = None) -> VerifyResult:
-    reference = parse_reference(ref)
-    pool = pool or ClientPool(insecure=insecure)
-    client = pool.get(reference.registry)
+    reference, client, digest = resolve(ref, pool or ClientPool(insecure=insecure))
     repo = reference.repository
-    digest = client.resolve(repo, reference.identifier)
     sigs = fetch_signature_image(client, repo, digest)
     where = f"{reference.name}@{digest}"
     if sigs is None or not sigs.layers:

@@ -38,7 +38,8 @@ def _err(message: str) -> None:
 # -- build -----------------------------------------------------------------------
 
 def cmd_build(args: argparse.Namespace) -> int:
-    from .pipeline import BuildContext, build_epoch, build_image, default_cache_dir
+    from .cache import default_cache_dir
+    from .pipeline import BuildContext, build_epoch, build_image
     from .sinks.tarball import write_layout_dir, write_tarball
 
     signing_key = _check_build_flags(args)
@@ -276,13 +277,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     result = verify(args.ref, args.key, annotations=parse_annotations(args.annotation),
                     insecure=args.insecure)
-    _err(f"verified {result.reference}: {len(result.verified)} valid signature(s)"
-         + (f", {len(result.rejected)} rejected" if result.rejected else ""))
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(result.reference)
-    return EXIT_OK
+    return _report_verified(args, result, len(result.verified), "signature")
 
 
 def cmd_sign_sbom(args: argparse.Namespace) -> int:
@@ -321,7 +316,12 @@ def cmd_verify_attestation(args: argparse.Namespace) -> int:
     from .supply.attest import verify_attestations
 
     result = verify_attestations(args.ref, args.key, args.type, insecure=args.insecure)
-    _err(f"verified {result.reference}: {len(result.statements)} valid attestation(s)"
+    return _report_verified(args, result, len(result.statements), "attestation")
+
+
+def _report_verified(args: argparse.Namespace, result: Any, valid: int, what: str) -> int:
+    """verify / verify-attestation: a count on stderr, the reference (or JSON) on stdout."""
+    _err(f"verified {result.reference}: {valid} valid {what}(s)"
          + (f", {len(result.rejected)} rejected" if result.rejected else ""))
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+
 from .errors import InputError, ManifestError, UnsafePathError
 from .layers.build import (build_layer, cached_layer, elf_members, entries_cache_key,
                            layer_cache_key)
@@ -54,14 +55,6 @@ def build_epoch(environ: dict[str, str] | None = None) -> int:
 
 def rfc3339(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("OCIBUILD_CACHE")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return Path(xdg) / "ocibuild" if xdg else Path.home() / ".cache" / "ocibuild"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from .layers.build import (build_layer, cached_layer, elf_members, entries_cache
 from .layers.entries import Entry, Kind
 from .layers.tarwriter import normalize
 from .layers.view import blob_layer_entries, merge
-from .layers.reader import read_file
 from .manifest import ConfigSpec, LayerSpec, Manifest
 from .oci.image import Image, Layer, append_layers, empty_image, with_config
 from .sources.files import tree_entries
@@ -126,11 +125,11 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                 result.layers.append(LayerReport(spec.name, detail, layer, cached or reused))
             del pending, entries
         libraries = _library_closure(view, library_path, manifest, ctx, created, result,
-                                     known)
+                                     known, image)
         if libraries is not None:
             image = append_layers(image, libraries.layer)
             result.layers.append(libraries)
-    image = _apply_config(image, manifest.config, manifest)
+        image = _apply_config(image, manifest.config, manifest, view)
     result.image = image
     return result
 
@@ -175,13 +174,23 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
                      manifest: Manifest,
                      ctx: BuildContext, created: str,
                      result: BuildResult,
-                     known: dict[str, None] | None = None) -> LayerReport | None:
+                     known: dict[str, None] | None = None,
+                     image: Image | None = None) -> LayerReport | None:
     """Check every ELF file's libraries resolve in the image; add host ones if allowed."""
-    from .sources.closure import resolve_closure
+    from .sources.closure import DEFAULT_SEARCH_DIRS, resolve_closure
 
     host = manifest.libraries_from == "host"
+    # An image whose layers were all seen complete before needs no second look: the
+    # verdict is keyed by every layer's diff_id and the loader's search path.
+    verdict = None if image is None else ctx.cache_dir / "closure" / layer_cache_key(
+        "closure-ok", [layer.diff_id for layer in image.layers],
+        sorted(library_path.items()), DEFAULT_SEARCH_DIRS)
+    if verdict is not None and verdict.exists():
+        return None
     closure = resolve_closure(view, library_path=library_path, host=host, known=known)
     if not closure.host_entries:
+        if verdict is not None:
+            _touch(verdict)
         return None
     libs = sorted({p for p, e in ((e.path, e) for e in closure.host_entries)
                    if e.kind is Kind.FILE})
@@ -191,6 +200,15 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
     entries = normalize(closure.host_entries)
     layer, reused = _build_or_reuse(entries, "libraries", manifest, ctx, created, False)
     return LayerReport("libraries", f"{len(libs)} from host", layer, reused)
+
+
+def _touch(path: Path) -> None:
+    """Record a verdict (an empty file); losing a race or the write is harmless."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError:
+        pass
 
 
 def _history(name: str, created: str) -> dict[str, str]:
@@ -298,7 +316,8 @@ def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
 
 # -- config --------------------------------------------------------------------
 
-def _apply_config(image: Image, spec: ConfigSpec, manifest: Manifest) -> Image:
+def _apply_config(image: Image, spec: ConfigSpec, manifest: Manifest,
+                  view: dict[str, Entry]) -> Image:
     current = dict(image.config.get("config") or {})
     env = dict(e.split("=", 1) for e in current.get("Env") or [] if "=" in e)
     env.setdefault("PATH", DEFAULT_PATH)
@@ -311,7 +330,7 @@ def _apply_config(image: Image, spec: ConfigSpec, manifest: Manifest) -> Image:
     if spec.cmd is not None:
         changes["Cmd"] = list(spec.cmd)
     if spec.user is not None:
-        changes["User"] = resolve_user(image, spec.user, manifest, spec.user_line)
+        changes["User"] = resolve_user(view, spec.user, manifest, spec.user_line)
     if spec.workdir is not None:
         changes["WorkingDir"] = spec.workdir
     if spec.ports:
@@ -326,7 +345,16 @@ def _apply_config(image: Image, spec: ConfigSpec, manifest: Manifest) -> Image:
     return with_config(image, **changes)
 
 
-def resolve_user(image: Image, user: str, manifest: Manifest, line: int) -> str:
+def _view_file(view: dict[str, Entry], path: str, limit: int = 1 << 20) -> bytes | None:
+    """A small file's content as the finished image will have it (None if absent)."""
+    entry = view.get(path)
+    if entry is None or entry.kind is not Kind.FILE or entry.opener is None:
+        return None
+    with entry.opener() as f:
+        return f.read(limit)
+
+
+def resolve_user(view: dict[str, Entry], user: str, manifest: Manifest, line: int) -> str:
     """``uid[:gid]`` as given, or a name looked up in the image's own /etc/passwd.
 
     Names become numbers in the config, so the runtime never needs to read
@@ -344,7 +372,7 @@ def resolve_user(image: Image, user: str, manifest: Manifest, line: int) -> str:
     if name.isdigit():
         uid = name
     else:
-        passwd = read_file(image, "/etc/passwd")
+        passwd = _view_file(view, "/etc/passwd")
         if passwd is None:
             raise fail(f"user {name!r} cannot be resolved: the image has no /etc/passwd "
                        "(a scratch base has none); use a numeric uid such as 65532")
@@ -359,7 +387,7 @@ def resolve_user(image: Image, user: str, manifest: Manifest, line: int) -> str:
         if group.isdigit():
             gid = group
         else:
-            groups = read_file(image, "/etc/group")
+            groups = _view_file(view, "/etc/group")
             for row in (groups or b"").decode("utf-8", "replace").splitlines():
                 cols = row.split(":")
                 if len(cols) >= 3 and cols[0] == group:

@@ -222,3 +222,31 @@ def test_escaping_symlink_in_a_tree_names_the_manifest_and_layer(tmp_path, capsy
                                           "    files: [{src: tree, dest: /app}]\n")
     code, _, err = cli("build", manifest, capsys=capsys)
     assert code == 1 and f"{manifest}:3: layers[app].files[0].src" in err and "escapes" in err
+
+
+def test_closure_verdict_is_reused_until_a_layer_changes(tmp_path, busybox, monkeypatch, capsys):
+    """A rebuild of unchanged layers reads no ELF header; a changed layer is checked again."""
+    import shutil
+
+    import builder.sources.closure as closure
+
+    shutil.copy(busybox, tmp_path / "busybox")
+    (tmp_path / "note.txt").write_text("one")
+    manifest = write(tmp_path / "m.yaml", """\
+        image: t/verdict:1
+        layers:
+          - name: bin
+            files: [{src: busybox, dest: /bin/busybox}]
+          - name: data
+            files: [{src: note.txt, dest: /note.txt}]
+        """)
+    assert cli("build", manifest, capsys=capsys)[0] == 0
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the closure read an ELF file")
+
+    monkeypatch.setattr(closure, "read_elf", no_reading)
+    assert cli("build", manifest, capsys=capsys)[0] == 0
+    (tmp_path / "note.txt").write_text("two")
+    with pytest.raises(AssertionError, match="read an ELF file"):
+        cli("build", manifest, capsys=capsys)

@@ -19,12 +19,15 @@ from .entries import Entry, Kind, image_path
 from .reader import iter_members
 
 ELF_MAGIC = b"\x7fELF"
+KEEP_CONTENT = frozenset({"/etc/passwd", "/etc/group"})
+"""Small files whose content the build reads back (to resolve ``config.user``)."""
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
 
 
 def blob_layer_entries(layer: Layer, workdir: Path) -> list[Entry]:
-    """Entries of a finished layer; ELF files are copied to ``workdir`` to stay readable."""
+    """Entries of a finished layer; ELF files (and :data:`KEEP_CONTENT`) are copied to
+    ``workdir`` to stay readable, every other file reads as empty."""
     entries: list[Entry] = []
     empty = lambda: io.BytesIO(b"")  # noqa: E731 - non-ELF content is never needed
     for index, (member, tar, info) in enumerate(iter_members(layer)):
@@ -43,7 +46,7 @@ def blob_layer_entries(layer: Layer, workdir: Path) -> list[Entry]:
             stream = tar.extractfile(info)
             head = stream.read(4) if stream else b""
             opener = empty
-            if head == ELF_MAGIC and stream is not None:
+            if stream is not None and (head == ELF_MAGIC or member.path in KEEP_CONTENT):
                 copy = workdir / f"{layer.digest[7:19]}-{index}"
                 with open(copy, "wb") as out:
                     out.write(head)

@@ -33,3 +33,13 @@ def busybox() -> Path:
         if os.path.exists(candidate):
             return Path(candidate)
     pytest.fail(f"busybox is not installed; {INSTALL_HINT}", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_test_gpg_agents(tmp_path_factory):
+    """gpg starts an agent per throwaway GNUPGHOME; stop those of this run at the end."""
+    yield
+    import subprocess
+
+    base = str(tmp_path_factory.getbasetemp())
+    subprocess.run(["pkill", "-f", f"gpg-agent --homedir {base}/"], capture_output=True)

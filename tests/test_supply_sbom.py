@@ -17,7 +17,7 @@ LIBC6 = """\
 Package: libc6
 Version: 2.36-9+deb12u4
 Architecture: amd64
-Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>
+Maintainer: GNU Libc Maintainers <glibc-maintainers@example.invalid>
 Source: glibc
 Description: GNU C Library: Shared libraries
  Contains the standard libraries that are used by nearly all programs.
@@ -30,7 +30,7 @@ Description: time zone and daylight-saving time data
 """
 CURL = "Package: curl\nVersion: 7.88.1-10\nArchitecture: amd64\n"
 COPYRIGHT = """\
-Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Format: https://example.invalid/copyright-format/1.0/
 
 Files: *
 License: LGPL-2.1+

@@ -173,24 +173,22 @@ def _note_non_elf(known: dict[str, None], entries: list[Entry],
 def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
                      manifest: Manifest,
                      ctx: BuildContext, created: str,
-                     result: BuildResult,
-                     known: dict[str, None] | None = None,
-                     image: Image | None = None) -> LayerReport | None:
+                     result: BuildResult, known: dict[str, None],
+                     image: Image) -> LayerReport | None:
     """Check every ELF file's libraries resolve in the image; add host ones if allowed."""
     from .sources.closure import DEFAULT_SEARCH_DIRS, resolve_closure
 
     host = manifest.libraries_from == "host"
     # An image whose layers were all seen complete before needs no second look: the
     # verdict is keyed by every layer's diff_id and the loader's search path.
-    verdict = None if image is None else ctx.cache_dir / "closure" / layer_cache_key(
+    verdict = ctx.cache_dir / "closure" / layer_cache_key(
         "closure-ok", [layer.diff_id for layer in image.layers],
         sorted(library_path.items()), DEFAULT_SEARCH_DIRS)
-    if verdict is not None and verdict.exists():
+    if verdict.exists():
         return None
     closure = resolve_closure(view, library_path=library_path, host=host, known=known)
     if not closure.host_entries:
-        if verdict is not None:
-            _touch(verdict)
+        _touch(verdict)
         return None
     libs = sorted({p for p, e in ((e.path, e) for e in closure.host_entries)
                    if e.kind is Kind.FILE})

@@ -17,17 +17,13 @@ from typing import Any, Callable, Iterable
 from ..oci.image import Layer
 from ..oci.types import Descriptor
 from .compress import compressor, layer_media_type
-from .entries import Entry
+from .entries import Entry, FileOpener
 from .hashio import HashingWriter
 from .tarwriter import normalize, write_tar
 
 
 def blob_path(blob_dir: Path, digest: str) -> Path:
     return blob_dir / "sha256" / digest.split(":", 1)[1]
-
-
-def blob_opener(path: Path):
-    return lambda: open(path, "rb")
 
 
 def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
@@ -55,7 +51,7 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
             pass
         raise
     descriptor = Descriptor(layer_media_type(compression), compressed.digest, compressed.size)
-    return Layer(descriptor, uncompressed.digest, blob_opener(final),
+    return Layer(descriptor, uncompressed.digest, FileOpener(str(final)),
                  history=dict(history or {}), uncompressed_size=uncompressed.size,
                  name=name, file_count=stats.files)
 
@@ -140,7 +136,7 @@ def cached_layer(blob_dir: Path, key: str, make: Callable[[], Layer]) -> tuple[L
         path = blob_path(blob_dir, data["digest"])
         if path.stat().st_size == data["size"]:
             descriptor = Descriptor(data["media_type"], data["digest"], data["size"])
-            return Layer(descriptor, data["diff_id"], blob_opener(path),
+            return Layer(descriptor, data["diff_id"], FileOpener(str(path)),
                          history=data["history"], uncompressed_size=data["uncompressed_size"],
                          name=data["name"], file_count=data["files"]), True
     except (OSError, ValueError, KeyError, TypeError):

@@ -1,4 +1,4 @@
-"""Read the files of finished layers (for user resolution, inspect, audit, closure)."""
+"""Stream the members of finished layers (for inspect, audit, SBOM and the image view)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ..errors import UnsafePathError
-from ..oci.image import Image, Layer
+from ..oci.image import Layer
 from .compress import decompressing_reader
 from .entries import check_symlink_target, image_path
 
@@ -48,26 +48,3 @@ def iter_members(layer: Layer, index: int = 0) -> Iterator[tuple[Member, tarfile
                                           " escapes the image root") from e
                 yield (Member(index, path, info.size, info.mode, info.uid, info.gid,
                               info.type, info.linkname), tar, info)
-
-
-def read_file(image: Image, path: str, limit: int = 16 << 20) -> bytes | None:
-    """The content of ``path`` as the top-most layer holding it has it (None if absent).
-
-    Whiteouts are honoured: a ``.wh.<name>`` in a higher layer hides the file.
-    """
-    directory, _, name = path.rpartition("/")
-    whiteout = f"{directory}/.wh.{name}"
-    opaque = f"{directory}/.wh..wh..opq"
-    for index in range(len(image.layers) - 1, -1, -1):
-        hidden = False
-        for member, tar, info in iter_members(image.layers[index], index):
-            if member.path in (whiteout, opaque):
-                hidden = True
-            elif member.path == path:
-                if not info.isfile() or info.size > limit:
-                    return None
-                f = tar.extractfile(info)
-                return f.read() if f else None
-        if hidden:
-            return None
-    return None

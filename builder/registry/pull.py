@@ -20,6 +20,7 @@ from typing import Any
 
 from ..cache import default_cache_dir
 from ..errors import DigestMismatchError, ImageError
+from ..layers.entries import FileOpener
 from ..oci.image import Image, Layer, RawManifest
 from ..oci.types import Descriptor, Platform, check_digest
 from .client import ManifestBlob, RegistryClient, pick_platform
@@ -77,10 +78,6 @@ class Pulled:
     """What the reference itself names: the index's digest for a multi-platform tag."""
 
 
-def _open(path: Path):  # type: ignore[no-untyped-def]
-    return path.open("rb")
-
-
 def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = None, *,
          insecure: bool = False, pool: ClientPool | None = None, jobs: int = 3) -> Pulled:
     """Resolve ``ref``, pick ``platform`` from an index, fetch every blob verified."""
@@ -119,7 +116,7 @@ def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = No
                          f"{len(layer_descs)} layers")
     history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
     layers = tuple(
-        Layer(d, check_digest(diff_ids[i], "diff_id"), functools.partial(_open, paths[i]),
+        Layer(d, check_digest(diff_ids[i], "diff_id"), FileOpener(str(paths[i])),
               history=dict(history[i]) if i < len(history) else {})
         for i, d in enumerate(layer_descs))
     raw = RawManifest(manifest.data, manifest.media_type, config_path.read_bytes(),

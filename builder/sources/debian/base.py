@@ -13,11 +13,10 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Callable
 
 from ...cache import default_cache_dir
 from ...errors import DebianError
-from ...layers.entries import Entry, Kind
+from ...layers.entries import Entry, FileOpener, Kind
 from .apt_sources import find_mirror
 from .archive import Transport, load_index
 from .deb import Member
@@ -114,10 +113,6 @@ def _glob_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile("^(?:" + "|".join(parts) + ")$" if parts else "(?!)")
 
 
-def _blob_opener(path: Path) -> Callable:
-    return functools.partial(open, path, "rb")
-
-
 def base_entries(definition: BaseDefinition, lock: Lock | None = None,
                  cache_dir: Path | None = None, *, mirror: str | None = None,
                  transport: Transport | None = None) -> list[Entry]:
@@ -188,14 +183,14 @@ def _package_entries(pkg: LockedPackage, members: list[Member], cache: DebCache)
             out.append(Entry.symlink(m.path, m.target, m.uid, m.gid))
         elif m.kind == Kind.FILE:
             key = ("deb", pkg.sha256, m.path) if m.path in link_targets else None
-            out.append(Entry.file(m.path, _blob_opener(cache.blob_path(m.blob)), m.size,
+            out.append(Entry.file(m.path, FileOpener(str(cache.blob_path(m.blob))), m.size,
                                   m.mode, m.uid, m.gid, link_key=key))
         else:  # HARDLINK
             target = by_path.get(m.target)
             if target is None or target.kind != Kind.FILE:
                 raise DebianError(f"{pkg.name}: hard link {m.path} -> {m.target}: "
                                   "target is not a file in the package")
-            out.append(Entry.file(m.path, _blob_opener(cache.blob_path(target.blob)),
+            out.append(Entry.file(m.path, FileOpener(str(cache.blob_path(target.blob))),
                                   target.size, target.mode, target.uid, target.gid,
                                   link_key=("deb", pkg.sha256, target.path)))
     return out

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ... import yamlspec
 from ...layers.entries import image_path
+from ...manifest import DirectorySpec
 from .archive import DEBIAN_KEYRING
 
 DEFAULT_DROP = ("/usr/share/doc/**", "/usr/share/man/**", "/usr/share/info/**",
@@ -51,13 +52,6 @@ class Group:
     name: str
     gid: int
 
-
-@dataclass(frozen=True)
-class Directory:
-    path: str
-    mode: int = 0o755
-    uid: int = 0
-    gid: int = 0
 
 
 # distroless's accounts: root, nobody and nonroot (65532), with their groups.
@@ -91,7 +85,7 @@ class BaseDefinition:
     exclude: tuple[str, ...]
     users: tuple[User, ...]
     groups: tuple[Group, ...]
-    directories: tuple[Directory, ...]
+    directories: tuple[DirectorySpec, ...]
     drop: tuple[str, ...] = DEFAULT_DROP
     keep: tuple[str, ...] = DEFAULT_KEEP
     timezone: str = "Etc/UTC"
@@ -206,11 +200,11 @@ def _groups(top: yamlspec.Fields, users: dict[str, User]) -> dict[str, Group]:
     return groups
 
 
-def _directories(top: yamlspec.Fields) -> tuple[Directory, ...]:
+def _directories(top: yamlspec.Fields) -> tuple[DirectorySpec, ...]:
     out = []
     for item in top.optional("directories", _nodes, NO_NODES):
         f = item.mapping()
-        out.append(Directory(_abs_path(f.required("path")), f.optional("mode", _mode, 0o755),
+        out.append(DirectorySpec(_abs_path(f.required("path")), f.optional("mode", _mode, 0o755),
                              f.optional("uid", _int, 0), f.optional("gid", _int, 0)))
         f.done()
     return tuple(out)

@@ -240,6 +240,22 @@ def test_closure_does_not_open_files_it_is_told_about() -> None:
         resolve_closure(view)
 
 
+def test_closure_trusts_a_verdict_only_for_the_path_it_was_made_for(native_app: Path) -> None:
+    """A path known "not ELF" but reached through a directory symlink names another
+    entry (here an ELF program), which is checked under both names, as before."""
+    def boom():
+        raise AssertionError("opened a file the closure was told about")
+
+    hello = str(native_app / "bin" / "hello")
+    view = _view([Entry.file("/usr/bin/hello", lambda: open(hello, "rb"), 4096),
+                  Entry.symlink("/bin", "usr/bin"), Entry.file("/bin/hello", boom, 4096),
+                  Entry.file("/usr/bin/notes", boom, 4096)])
+    known = {"/bin/hello": None, "/usr/bin/notes": None}
+    result = resolve_closure(view, known=known, strict=False)
+    assert result.elf_files == 2
+    assert {elf for elf, _ in result.missing} == {"/bin/hello", "/usr/bin/hello"}
+
+
 def test_rebuild_sees_an_elf_file_that_replaced_a_text_file_of_the_same_size(
         native_app: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The tar writer's ELF notes are per layer content: the closure of a rebuild

@@ -90,8 +90,7 @@ def resolve_closure(files: Mapping[str, Entry], *,
     view = _View(dict(files))
     infos = _ElfCache(view, known)
     hostlibs = _HostLibraries(host_root, search_dirs, runner) if host else None
-    pending = deque(p for p, e in sorted(view.files.items())
-                    if e.kind in (Kind.FILE, Kind.HARDLINK))
+    pending = deque(sorted(_maybe_elf_files(view, infos.known)))
     elf_files = 0
     missing: list[tuple[str, str]] = []
     added: dict[str, Entry] = {}
@@ -125,6 +124,28 @@ def resolve_closure(files: Mapping[str, Entry], *,
         raise ClosureError(_message(missing, host))
     return ClosureResult(missing, [added[p] for p in sorted(added)],
                          {p: sources[p] for p in sorted(sources)}, elf_files)
+
+
+def _maybe_elf_files(view: "_View", known: Mapping[str, ElfInfo | None]) -> list[str]:
+    """The FILE and HARDLINK paths of ``view`` that may be loadable ELF files.
+
+    A FILE that ``known`` calls "not ELF" (None) and whose directory is reached
+    without a symlink resolves to itself, so :class:`_ElfCache` would answer None
+    for it without reading anything: it is left out here at the cost of two dict
+    lookups, rather than resolved (100 000 small files took 0.15 s that way).
+    """
+    unknown = object()
+    paths = []
+    for path, entry in view.files.items():
+        if entry.kind is Kind.FILE:
+            if known.get(path, unknown) is None:
+                parent = path[:path.rfind("/")] or "/"
+                if view.resolve_dir(parent) == parent:
+                    continue
+            paths.append(path)
+        elif entry.kind is Kind.HARDLINK:
+            paths.append(path)
+    return paths
 
 
 def _find_library(view: "_View", infos: "_ElfCache", path: str, info: ElfInfo, soname: str,

@@ -97,7 +97,7 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         work = Path(tmp)
         view: dict[str, Entry] = {}
         for layer in base.layers:
-            merge(view, blob_layer_entries(layer, work))
+            merge(view, blob_layer_entries(layer, work, ctx.cache_dir / "views"))
         library_path: dict[str, list[str]] = {}
         # Layers are built concurrently (each compresses on the shared pool too);
         # they are appended in manifest order, so the image does not depend on timing.

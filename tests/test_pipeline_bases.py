@@ -105,3 +105,62 @@ def test_base_is_recorded_and_audit_flags_a_tag(tmp_path, registry, busybox, cap
         assert ("base-unpinned" in ids) is not pinned
         if not pinned:
             assert code == 1 and f"{repo}@{digest}" in out
+
+
+INDEX_BASE_MANIFEST = """\
+image: bases/users:1
+layers:
+  - name: base
+    files:
+      - {src: busybox, dest: /bin/busybox}
+      - {src: passwd, dest: /etc/passwd}
+"""
+
+INDEX_APP_MANIFEST = """\
+image: apps/indexed:1
+base: {base}
+layers:
+  - name: app
+    files:
+      - {{src: {program}, dest: /app/program, mode: "0755"}}
+config:
+  user: svc
+"""
+
+
+def test_base_layers_are_indexed_once_and_read_back_from_the_index(tmp_path, registry, busybox,
+                                                                   capsys, monkeypatch):
+    """A registry base is streamed once into a layer index (members, /etc/passwd, which
+    files are ELF); later builds on it resolve users and check libraries from the index."""
+    root = tmp_path / "base"
+    root.mkdir()
+    shutil.copy(busybox, root / "busybox")
+    (root / "passwd").write_text("root:x:0:0:root:/root:/sbin/nologin\n"
+                                 "svc:x:4321:4322:svc:/home/svc:/sbin/nologin\n")
+    monkeypatch.setenv("OCIBUILD_CACHE", str(tmp_path / "base-cache"))
+    assert cli("build", write(root / "ocibuild.yaml", INDEX_BASE_MANIFEST),
+               "-o", root / "base.tar")[0] == 0
+    repo = f"{registry.host}/bases/users"
+    skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{root / 'base.tar'}",
+           f"docker://{repo}:1")
+    digest = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{repo}:1"))["Digest"]
+
+    cache = tmp_path / "app-cache"
+    monkeypatch.setenv("OCIBUILD_CACHE", str(cache))
+    app = tmp_path / "app"
+    app.mkdir()
+    shutil.copy(busybox, app / "static")
+    shutil.copy("/usr/bin/true", app / "dynamic")  # needs libc.so.6, which the base lacks
+    for attempt in ("index made", "index read"):
+        manifest = write(app / "ocibuild.yaml", INDEX_APP_MANIFEST.format(
+            base=f"{repo}@{digest}", program="static"))
+        code, _, err = cli("build", manifest, "-o", app / f"{attempt}.tar", capsys=capsys)
+        assert code == 0, (attempt, err)
+        assert read_image(app / f"{attempt}.tar").config["config"]["User"] == "4321:4322"
+        assert len(list((cache / "views").glob("*.json"))) == 1, attempt
+        # a layer the closure has not seen: it must open the base's files again
+        manifest = write(app / "ocibuild.yaml", INDEX_APP_MANIFEST.format(
+            base=f"{repo}@{digest}", program="dynamic"))
+        code, _, err = cli("build", manifest, "-o", app / "bad.tar", capsys=capsys)
+        assert code == 1 and "libc.so.6" in err, (attempt, err)
+        shutil.rmtree(cache / "closure", ignore_errors=True)

@@ -2,59 +2,153 @@
 
 The library closure and user resolution look at the image as the container will
 see it. Layers built in this run contribute their entries directly; layers that
-exist only as blobs (a cached base, a pulled base) are read once, streaming, and
-only their ELF files are copied out (to ``workdir``) so their headers can be read.
-Whiteouts (``.wh.name``, ``.wh..wh..opq``) remove what lower layers had.
+exist only as blobs (a cached base, a pulled base) are described by a *layer
+index*: every member's metadata, the content of the few small files the build
+reads back (:data:`KEEP_CONTENT`), and which files are ELF. The index is made by
+streaming the layer once and kept in the cache under the layer's diff_id, so a
+rebuild on the same base does not decompress it again; the ELF files themselves
+are copied out of the blob only when something opens one (the closure, when its
+verdict is not cached). Whiteouts (``.wh.name``, ``.wh..wh..opq``) remove what
+lower layers had.
 """
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import posixpath
 import shutil
 from pathlib import Path
 
 from ..oci.image import Layer
+from ..sinks.atomic import atomic_file
 from .entries import Entry, Kind, image_path
 from .reader import iter_members
 
 ELF_MAGIC = b"\x7fELF"
 KEEP_CONTENT = frozenset({"/etc/passwd", "/etc/group"})
 """Small files whose content the build reads back (to resolve ``config.user``)."""
+INDEX_FORMAT = 1
 _WHITEOUT = ".wh."
 _OPAQUE = ".wh..wh..opq"
+_KINDS = {kind.value: kind for kind in Kind}
 
 
-def blob_layer_entries(layer: Layer, workdir: Path) -> list[Entry]:
-    """Entries of a finished layer; ELF files (and :data:`KEEP_CONTENT`) are copied to
-    ``workdir`` to stay readable, every other file reads as empty."""
-    entries: list[Entry] = []
-    empty = lambda: io.BytesIO(b"")  # noqa: E731 - non-ELF content is never needed
+def _empty() -> io.BytesIO:
+    return io.BytesIO(b"")  # non-ELF content is never needed
+
+
+class _ElfCopies:
+    """The ELF files of one blob layer, copied to ``workdir`` on the first open.
+
+    One streaming pass copies them all (the closure reads most of them once it
+    reads one); layers nobody opens are never decompressed.
+    """
+
+    def __init__(self, layer: Layer, workdir: Path) -> None:
+        self._layer, self._workdir = layer, workdir
+        self._copies: dict[str, Path] | None = None
+
+    def opener(self, path: str):
+        return lambda: open(self._copy_of(path), "rb")
+
+    def _copy_of(self, path: str) -> Path:
+        if self._copies is None:
+            self._copies = {}
+            _scan(self._layer, self._workdir, self._copies)
+        return self._copies[path]
+
+
+def blob_layer_entries(layer: Layer, workdir: Path, index_dir: Path | None = None) -> list[Entry]:
+    """Entries of a finished layer, from its index in ``index_dir`` when there is one
+    (made and kept there otherwise). ELF files open their copy in ``workdir``,
+    :data:`KEEP_CONTENT` files their content, every other file reads as empty."""
+    record = index_dir / f"{layer.diff_id.split(':', 1)[-1]}.json" if index_dir else None
+    rows = _read_index(record) if record is not None else None
+    if rows is None:
+        copies: dict[str, Path] = {}
+        rows = _scan(layer, workdir, copies)
+        if record is not None:
+            _write_index(record, rows)
+        return _entries(rows, lambda path: (lambda p=copies[path]: open(p, "rb")))
+    return _entries(rows, _ElfCopies(layer, workdir).opener)
+
+
+def _scan(layer: Layer, workdir: Path, copies: dict[str, Path]) -> list[list]:
+    """Stream ``layer`` once: its index rows, ELF files copied to ``workdir``.
+
+    A row is ``[path, kind, mode, uid, gid, size, target, content]`` where
+    ``content`` is True for an ELF file, base64 text for a :data:`KEEP_CONTENT`
+    file, else None.
+    """
+    rows: list[list] = []
     for index, (member, tar, info) in enumerate(iter_members(layer)):
         if member.path == "/":
             continue
         mode = info.mode & 0o7777
         if info.isdir():
-            entries.append(Entry(member.path, Kind.DIR, mode, info.uid, info.gid))
+            rows.append([member.path, Kind.DIR.value, mode, info.uid, info.gid, 0, "", None])
         elif info.issym():
-            entries.append(Entry(member.path, Kind.SYMLINK, 0o777, info.uid, info.gid,
-                                 target=info.linkname))
+            rows.append([member.path, Kind.SYMLINK.value, 0o777, info.uid, info.gid, 0,
+                         info.linkname, None])
         elif info.islnk():
-            entries.append(Entry(member.path, Kind.HARDLINK, mode, info.uid, info.gid,
-                                 target=image_path(info.linkname)))
+            rows.append([member.path, Kind.HARDLINK.value, mode, info.uid, info.gid, 0,
+                         image_path(info.linkname), None])
         elif info.isfile():
             stream = tar.extractfile(info)
             head = stream.read(4) if stream else b""
-            opener = empty
-            if stream is not None and (head == ELF_MAGIC or member.path in KEEP_CONTENT):
+            content: object = None
+            if stream is not None and head == ELF_MAGIC:
                 copy = workdir / f"{layer.digest[7:19]}-{index}"
                 with open(copy, "wb") as out:
                     out.write(head)
                     shutil.copyfileobj(stream, out, 1 << 20)
-                opener = (lambda p=copy: open(p, "rb"))
-            entries.append(Entry(member.path, Kind.FILE, mode, info.uid, info.gid, info.size,
-                                 opener))
+                copies[member.path] = copy
+                content = True
+            elif stream is not None and member.path in KEEP_CONTENT:
+                content = base64.b64encode(head + stream.read()).decode("ascii")
+            rows.append([member.path, Kind.FILE.value, mode, info.uid, info.gid, info.size,
+                         "", content])
+    return rows
+
+
+def _entries(rows: list[list], elf_opener) -> list[Entry]:
+    entries = []
+    for path, kind, mode, uid, gid, size, target, content in rows:
+        opener = None
+        if kind == "file":
+            if content is True:
+                opener = elf_opener(path)
+            elif content is not None:
+                opener = (lambda data=base64.b64decode(content): io.BytesIO(data))
+            else:
+                opener = _empty
+        entries.append(Entry(path, _KINDS[kind], mode, uid, gid, size, opener, target=target))
     return entries
+
+
+def _read_index(record: Path) -> list[list] | None:
+    """The rows kept in ``record``; None when it is missing or not one of ours."""
+    try:
+        data = json.loads(record.read_bytes())
+        rows = data["rows"] if data.get("format") == INDEX_FORMAT else None
+        if isinstance(rows, list) and all(isinstance(r, list) and len(r) == 8
+                                          and r[1] in _KINDS for r in rows):
+            return rows
+    except (OSError, ValueError, AttributeError, KeyError):
+        pass
+    return None
+
+
+def _write_index(record: Path, rows: list[list]) -> None:
+    """Keep the index (write then rename); a cache that cannot be written is skipped."""
+    try:
+        with atomic_file(record) as out:
+            out.write(json.dumps({"format": INDEX_FORMAT, "rows": rows},
+                                 separators=(",", ":")).encode())
+    except OSError:
+        pass
 
 
 def merge(view: dict[str, Entry], entries: list[Entry]) -> None:

@@ -54,15 +54,19 @@ def cmd_build(args: argparse.Namespace) -> int:
         _err(f"warning: {warning}")
     image = result.image
     out = Path(args.output) if args.output else None
+    written = False
     if out is not None:
         if args.format == "oci-dir":
             write_layout_dir(image, out, result.name)
+            written = True
         else:
-            write_tarball(image, out, result.name, epoch=ctx.epoch)
+            written = write_tarball(image, out, result.name, epoch=ctx.epoch,
+                                    stamp_dir=ctx.cache_dir / "outputs")
     summary = {
         "image": result.name,
         "digest": image.digest,
         "output": str(out) if out else None,
+        "output_written": written,
         "platform": str(image.platform),
         "user": (image.config.get("config") or {}).get("User", ""),
         "compressed_size": image.compressed_size,
@@ -87,7 +91,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         _err(f"✔ {r.name:<{width}}  {r.detail:<34} {_human(r.layer.uncompressed_size):>9}  "
              f"{_short(r.layer.digest)}")
     user = summary["user"] or "root (0)"
-    target = f"  →  {out}" if out else ""
+    target = f"  →  {out}{'' if written else ' (unchanged)'}" if out else ""
     print(f"image  {image.digest}  {len(image.layers)} layers  "
           f"{_human(image.compressed_size)} compressed, {_human(image.uncompressed_size)} "
           f"uncompressed  user {user}{target}")
@@ -173,7 +177,7 @@ def _load_build_input(path: Path, tag: str | None):
 
 
 def _is_base_definition(path: Path) -> bool:
-    from .sources.debian.base import is_base_definition
+    from .sources.debian.definition import is_base_definition
     return is_base_definition(path)
 
 

@@ -14,12 +14,17 @@ so ``skopeo … oci-archive:``, ``skopeo … docker-archive:``, ``podman load`` 
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import io
 import json
-import tarfile
+import os
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+from ..errors import ImageError
+from ..layers.entries import Kind
+from ..layers.tarwriter import BLOCK, RECORD, tar_header
 from ..oci.image import Image
 from ..oci.types import MediaType, canonical_json
 from .atomic import atomic_dir, atomic_file
@@ -27,6 +32,7 @@ from .atomic import atomic_dir, atomic_file
 REF_NAME = "org.opencontainers.image.ref.name"
 IMAGE_NAME = "io.containerd.image.name"
 OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})
+ARCHIVE_FORMAT = "1"  # bump when the archive's layout or member metadata change
 
 
 def _index(image: Image, name: str | None) -> bytes:
@@ -82,29 +88,129 @@ def _members(image: Image, name: str | None) -> list[tuple[str, int, Callable[[]
     return [(n, size, opener) for n, (size, opener) in sorted(members.items())]
 
 
-def write_tarball(image: Image, path: Path, name: str | None, epoch: int = 0) -> None:
-    """Write ``image`` to ``path`` atomically as an OCI + docker archive."""
+def write_tarball(image: Image, path: Path, name: str | None, epoch: int = 0,
+                  stamp_dir: Path | None = None) -> bool:
+    """Write ``image`` to ``path`` atomically as an OCI + docker archive.
+
+    With ``stamp_dir`` (a cache directory), a ``path`` that still is what an
+    earlier call wrote for the very same archive, by its recorded identity and
+    file status (device, inode, size, mtime, ctime: any write or replacement
+    changes one), is left alone, as ``make`` would. Returns whether it wrote.
+    """
+    members = _members(image, name)
+    identity = _archive_identity(members, epoch)
+    stamp = stamp_dir / (hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()
+                         + ".json") if stamp_dir is not None else None
+    if stamp is not None and _stamp_matches(stamp, path, identity):
+        return False
     with atomic_file(path) as out:
-        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT,
-                          bufsize=1 << 20, copybufsize=1 << 20) as tar:
-            for dirname in ("blobs", "blobs/sha256"):
-                info = tarfile.TarInfo(dirname)
-                info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, epoch
-                tar.addfile(info)
-            for member, size, opener in _members(image, name):
-                info = tarfile.TarInfo(member)
-                info.size, info.mode, info.mtime = size, 0o644, epoch
-                with opener() as stream:
-                    tar.addfile(info, stream)
+        _write_archive(out.fileno(), members, epoch)
+    if stamp is not None:
+        _record_stamp(stamp, path, identity)
+    return True
+
+
+def _archive_identity(members: list[tuple[str, int, Callable[[], BinaryIO]]],
+                      epoch: int) -> str:
+    """What decides the archive's bytes: member names and sizes (blobs are named by
+    digest), the small metadata files' content, and the epoch."""
+    h = hashlib.sha256(f"{ARCHIVE_FORMAT}\0{epoch}\0".encode())
+    for member, size, opener in members:
+        h.update(f"{member}\0{size}\0".encode())
+        if not member.startswith("blobs/"):
+            with opener() as stream:
+                h.update(stream.read())
+    return h.hexdigest()
+
+
+def _file_status(path: Path) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _stamp_matches(stamp: Path, path: Path, identity: str) -> bool:
+    try:
+        record = json.loads(stamp.read_bytes())
+    except (OSError, ValueError):
+        return False
+    status = _file_status(path)
+    return (isinstance(record, dict) and status is not None
+            and record.get("identity") == identity and record.get("status") == status)
+
+
+def _record_stamp(stamp: Path, path: Path, identity: str) -> None:
+    """Note what ``path`` now holds; a stamp that cannot be written costs a rewrite."""
+    status = _file_status(path)
+    try:
+        with atomic_file(stamp) as out:
+            out.write(json.dumps({"path": os.path.abspath(path), "identity": identity,
+                                  "status": status}).encode())
+    except OSError:
+        pass
+
+
+def _write_archive(fd: int, members: list[tuple[str, int, Callable[[], BinaryIO]]],
+                   epoch: int) -> None:
+    """The archive's bytes (those of ``tarfile`` in PAX stream mode) to ``fd``; blob data
+    is copied file to file inside the kernel where it can be."""
+    written = 0
+
+    def put(data: bytes) -> None:
+        nonlocal written
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        written += len(data)
+
+    for dirname in ("blobs", "blobs/sha256"):
+        put(tar_header(dirname, Kind.DIR, 0o755, 0, 0, 0, epoch))
+    for member, size, opener in members:
+        put(tar_header(member, Kind.FILE, 0o644, 0, 0, size, epoch))
+        with opener() as stream:
+            _copy_exactly(stream, fd, size, member)
+        written += size
+        put(b"\0" * (-size % BLOCK))
+    put(b"\0" * (2 * BLOCK))
+    if written % RECORD:
+        put(b"\0" * (RECORD - written % RECORD))
+
+
+def _copy_exactly(stream: BinaryIO, fd: int, size: int, member: str) -> None:
+    """``size`` bytes of ``stream`` to ``fd``: ``copy_file_range`` for a plain file,
+    else (or where the kernel refuses) through a buffer."""
+    left = size
+    if type(stream) is io.BufferedReader and hasattr(os, "copy_file_range"):
+        offset = stream.tell()
+        try:
+            while left:
+                n = os.copy_file_range(stream.fileno(), fd, min(left, 1 << 30), offset)
+                if not n:
+                    break
+                offset += n
+                left -= n
+        except OSError as e:
+            if e.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                raise
+        stream.seek(offset)
+    while left:
+        block = stream.read(min(left, 1 << 20))
+        if not block:
+            raise ImageError(f"{member}: the blob ended {left} bytes early")
+        view = memoryview(block)
+        while view:
+            view = view[os.write(fd, view):]
+        left -= len(block)
 
 
 def write_layout_dir(image: Image, path: Path, name: str | None) -> None:
     """Write ``image`` as an OCI image layout directory (swapped in atomically)."""
     with atomic_dir(path) as tmp:
         (tmp / "blobs" / "sha256").mkdir(parents=True)
-        for member, _size, opener in _members(image, name):
+        for member, size, opener in _members(image, name):
             if member == "manifest.json":
                 continue
             with opener() as src, open(tmp / member, "wb") as dst:
-                while block := src.read(1 << 20):
-                    dst.write(block)
+                _copy_exactly(src, dst.fileno(), size, member)

@@ -32,7 +32,6 @@ from typing import Any, Callable, Sequence
 
 from ..errors import FreezeError, InputError
 from ..layers.entries import Entry
-from .elfstrip import strip_tree
 from .files import tree_entries
 
 PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.9")
@@ -158,6 +157,8 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         if options.strip and options.mode == "onefile":
             log("pyinstaller: strip is not applied in onefile mode (see builder.sources.elfstrip)")
         if options.strip and options.mode == "onedir":
+            from .elfstrip import strip_tree  # pyelftools: only when freezing
+
             report = strip_tree(produced, skip=(exe,), runner=runner)
             log(f"pyinstaller: stripped {len(report.stripped)} files, saved "
                 f"{report.saved / 1e6:.1f} MB; kept {len(report.kept)} unstripped "

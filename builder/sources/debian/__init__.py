@@ -13,8 +13,21 @@ The flow, one module per step::
     base         the public API: lock_base (definition -> lock), base_entries (-> layer)
 """
 
-from .base import BASE_FORMAT, base_entries, load_lock, lock_base
-from .definition import BaseConfig, BaseDefinition, is_base_definition, load_base_definition
+from importlib import import_module
+from typing import Any
+
+_HOMES = {"BASE_FORMAT": "base", "base_entries": "base", "load_lock": "base",
+          "lock_base": "base", "BaseConfig": "definition", "BaseDefinition": "definition",
+          "is_base_definition": "definition", "load_base_definition": "definition"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use: telling a base definition from a manifest (every build)
+    must not load the archive, resolver and deb822 code."""
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f".{_HOMES[name]}", __name__), name)
+
 
 __all__ = ["BASE_FORMAT", "BaseConfig", "BaseDefinition", "base_entries", "is_base_definition",
            "load_base_definition", "load_lock", "lock_base"]

@@ -28,7 +28,6 @@ from debian.deb822 import Packages, Release
 
 from ...errors import DebianError, DigestMismatchError
 
-DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
 SUITE_FIELD = "X-Ocibuild-Suite"
 

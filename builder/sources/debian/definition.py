@@ -31,7 +31,9 @@ from pathlib import Path
 from ... import yamlspec
 from ...layers.entries import image_path
 from ...manifest import DirectorySpec
-from .archive import DEBIAN_KEYRING
+
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+"""The keyring a definition trusts unless it names another (``debian.keyring``)."""
 
 DEFAULT_DROP = ("/usr/share/doc/**", "/usr/share/man/**", "/usr/share/info/**",
                 "/usr/share/locale/**", "/usr/share/lintian/**")

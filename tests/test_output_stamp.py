@@ -1,0 +1,73 @@
+"""A rebuild whose output is already what it would write leaves the file alone.
+
+The cache records, per output path, which archive it wrote and the file's
+status afterwards; anything that touches the file (a write, a truncation, a
+replacement) or changes the archive (content, tag, epoch) makes it write again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+
+from builder.sources.archive import read_image
+from helpers import cli, validate_image, write
+
+MANIFEST = """\
+image: t/stamp:1
+layers:
+  - name: app
+    files:
+      - {src: app.txt, dest: /app/app.txt}
+"""
+
+
+def _build(tmp_path, capsys, *extra):
+    code, out, err = cli("build", tmp_path / "ocibuild.yaml", "-o", tmp_path / "image.tar",
+                         "--json", *extra, capsys=capsys)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_an_up_to_date_output_is_not_rewritten(tmp_path, capsys, monkeypatch):
+    (tmp_path / "app.txt").write_text("one")
+    write(tmp_path / "ocibuild.yaml", MANIFEST)
+    out = tmp_path / "image.tar"
+    first = _build(tmp_path, capsys)
+    assert first["output_written"] is True
+    before = os.stat(out)
+    again = _build(tmp_path, capsys)
+    assert again["output_written"] is False and again["digest"] == first["digest"]
+    after = os.stat(out)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+
+    # the file was damaged: it is written again, whole
+    with open(out, "r+b") as f:
+        f.truncate(before.st_size // 2)
+    assert _build(tmp_path, capsys)["output_written"] is True
+    validate_image(read_image(out))
+    assert os.stat(out).st_size == before.st_size
+
+    # another tag, another epoch, other content: each is a different archive
+    assert _build(tmp_path, capsys, "--tag", "t/stamp:2")["output_written"] is True
+    with tarfile.open(out) as tar:
+        assert json.load(tar.extractfile("manifest.json"))[0]["RepoTags"] == ["t/stamp:2"]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    assert _build(tmp_path, capsys, "--tag", "t/stamp:2")["output_written"] is True
+    (tmp_path / "app.txt").write_text("two")
+    changed = _build(tmp_path, capsys, "--tag", "t/stamp:2")
+    assert changed["output_written"] is True and changed["digest"] != first["digest"]
+    assert read_image(out).digest == changed["digest"]
+
+
+def test_a_replaced_output_is_rewritten(tmp_path, capsys):
+    (tmp_path / "app.txt").write_text("one")
+    write(tmp_path / "ocibuild.yaml", MANIFEST)
+    out = tmp_path / "image.tar"
+    _build(tmp_path, capsys)
+    saved = out.read_bytes()
+    out.unlink()
+    out.write_bytes(saved)  # same bytes, but a new file: nothing recorded vouches for it
+    assert _build(tmp_path, capsys)["output_written"] is True
+    assert out.read_bytes() == saved

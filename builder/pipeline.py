@@ -28,7 +28,6 @@ from .layers.view import blob_layer_entries, merge
 from .manifest import ConfigSpec, LayerSpec, Manifest
 from .oci.image import Image, Layer, append_layers, empty_image, with_config
 from .sources.files import tree_entries
-from .sources.tar_layer import tar_entries
 
 LAYER_JOBS = 3  # layers built at once; compression has its own pool
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -297,6 +296,8 @@ def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
     for s in spec.symlinks:
         entries.append(Entry.symlink(s.path, s.target, s.uid, s.gid))
     if spec.tar is not None:
+        from .sources.tar_layer import tar_entries
+
         entries.extend(tar_entries(spec.tar, work))
     files = sum(1 for e in entries if e.kind is Kind.FILE)
     detail = f"{files} file{'s' if files != 1 else ''}"

@@ -24,7 +24,6 @@ from pathlib import Path
 from ..oci.image import Layer
 from ..sinks.atomic import atomic_file
 from .entries import Entry, Kind, image_path
-from .reader import iter_members
 
 ELF_MAGIC = b"\x7fELF"
 KEEP_CONTENT = frozenset({"/etc/passwd", "/etc/group"})
@@ -82,6 +81,8 @@ def _scan(layer: Layer, workdir: Path, copies: dict[str, Path]) -> list[list]:
     ``content`` is True for an ELF file, base64 text for a :data:`KEEP_CONTENT`
     file, else None.
     """
+    from .reader import iter_members  # tarfile and decompressors: only on an index miss
+
     rows: list[list] = []
     for index, (member, tar, info) in enumerate(iter_members(layer)):
         if member.path == "/":

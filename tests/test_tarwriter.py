@@ -188,3 +188,40 @@ def test_host_file_shrinking_before_it_is_read_is_an_error(tmp_path):
     (tmp_path / "f").write_bytes(b"x" * 10)
     with pytest.raises(InputError, match="change"):
         build_layer([entry], blob_dir=tmp_path / "blobs", epoch=0)
+
+
+def test_uncompressed_layer_is_hashed_once_for_both_digests(tmp_path):
+    import hashlib
+
+    layer = build_layer([Entry.bytes_file("/a", b"x" * 3000)], blob_dir=tmp_path, epoch=0,
+                        compression="none")
+    blob = (tmp_path / "sha256" / layer.digest.split(":")[1]).read_bytes()
+    assert layer.digest == layer.diff_id == "sha256:" + hashlib.sha256(blob).hexdigest()
+    assert layer.size == layer.uncompressed_size == len(blob)
+
+
+class _FailingOut:
+    def __init__(self, after: int) -> None:
+        self.left = after
+
+    def write(self, data: bytes) -> int:
+        if not self.left:
+            raise OSError(28, "No space left on device")
+        self.left -= 1
+        return len(data)
+
+
+def test_threaded_writer_raises_what_its_output_raised():
+    from builder.layers.hashio import ThreadedWriter
+
+    with pytest.raises(OSError, match="No space"):
+        with ThreadedWriter(_FailingOut(after=1)) as writer:
+            for _ in range(100):
+                writer.write(b"x" * 1000)
+    with pytest.raises(OSError, match="No space"):  # raised on leaving, at the latest
+        with ThreadedWriter(_FailingOut(after=0)) as writer:
+            writer.write(b"x")
+    with pytest.raises(InputError, match="first"):  # an error on its way out wins
+        with ThreadedWriter(_FailingOut(after=0)) as writer:
+            writer.write(b"x")
+            raise InputError("first")

@@ -18,7 +18,7 @@ from ..oci.image import Layer
 from ..oci.types import Descriptor
 from .compress import compressor, layer_media_type
 from .entries import Entry, FileOpener
-from .hashio import HashingWriter
+from .hashio import HashingWriter, ThreadedWriter
 from .tarwriter import normalize, write_tar
 
 
@@ -37,10 +37,15 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
     try:
         with os.fdopen(fd, "wb") as raw:
             compressed = HashingWriter(raw)
-            packer = compressor(compression, compressed)
-            uncompressed = HashingWriter(packer)  # type: ignore[arg-type]
-            stats = write_tar(ordered, uncompressed, epoch)  # type: ignore[arg-type]
-            packer.close()
+            if compression == "none":  # the blob is the tar: one sha256 is both digests
+                packer, uncompressed = None, compressed
+            else:
+                packer = compressor(compression, compressed)
+                uncompressed = HashingWriter(packer)  # type: ignore[arg-type]
+            with ThreadedWriter(uncompressed) as writer:  # type: ignore[arg-type]
+                stats = write_tar(ordered, writer, epoch)  # type: ignore[arg-type]
+            if packer is not None:
+                packer.close()
         final = blob_path(blob_dir, compressed.digest)
         os.replace(tmp_name, final)
         _write_json(_elf_note(blob_dir, uncompressed.digest), {"elf": stats.elf})

@@ -1,9 +1,12 @@
-"""Small stream adapters: hash-while-writing, and a bounded reader over a file section."""
+"""Small stream adapters: hash-while-writing, writing on a thread of its own, and a
+bounded reader over a file section."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import queue
+import threading
 from typing import BinaryIO
 
 
@@ -28,6 +31,49 @@ class HashingWriter(io.RawIOBase):
     @property
     def digest(self) -> str:
         return "sha256:" + self._hash.hexdigest()
+
+
+class ThreadedWriter:
+    """Hands each ``write`` to a thread of its own that writes it to ``out``.
+
+    sha256 and file writes release the GIL, so with ``out`` a :class:`HashingWriter`
+    (and a compressor) they overlap the caller's Python work: the tar writer's loop
+    over 100 000 small files no longer stops for them. Writes must be large (the tar
+    writer's 1 MiB blocks) and must not be reused buffers. Use it as a context
+    manager: leaving waits for the thread, and raises what ``out.write`` raised
+    unless another error is already on its way out.
+    """
+
+    def __init__(self, out: BinaryIO, depth: int = 4) -> None:
+        self._out = out
+        self._queue: queue.Queue[bytes | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ocibuild-layer-writer",
+                                        daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> int:
+        if self._error is not None:
+            raise self._error
+        self._queue.put(data)
+        return len(data)
+
+    def _run(self) -> None:
+        while (data := self._queue.get()) is not None:
+            if self._error is None:  # after an error, only drain the queue
+                try:
+                    self._out.write(data)
+                except BaseException as e:
+                    self._error = e
+
+    def __enter__(self) -> "ThreadedWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if exc_type is None and self._error is not None:
+            raise self._error
 
 
 class SectionReader(io.RawIOBase):

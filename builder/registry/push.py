@@ -23,7 +23,7 @@ from ..oci.image import Image
 from ..oci.types import Descriptor, MediaType
 from .client import RegistryClient
 from .reference import Reference, parse_reference
-from .transport import RetryPolicy
+from .transport import RetryPolicy, new_session
 
 log = logging.getLogger("ocibuild.registry")
 
@@ -54,7 +54,7 @@ class ClientPool:
 
     def __init__(self, *, session: requests.Session | None = None, insecure: bool = False,
                  retry: RetryPolicy | None = None, chunk_size: int | None = None) -> None:
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self.insecure, self.retry, self.chunk_size = insecure, retry, chunk_size
         self._clients: dict[str, RegistryClient] = {}
 

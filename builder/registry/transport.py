@@ -41,6 +41,23 @@ Body = bytes | Callable[[], Readable] | None
 """A request body: bytes, or an opener giving a fresh stream for every attempt."""
 
 _NOT_GIVEN = object()
+SEND_BLOCK = 1 << 20
+"""Bytes per ``send`` of a request body (urllib3 sends 16 KiB at a time by default:
+a 100 MB layer took ~10 % longer to push in 6 000 more Python-level reads)."""
+
+
+class _LargeBlockAdapter(requests.adapters.HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        kwargs.setdefault("blocksize", SEND_BLOCK)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def new_session() -> requests.Session:
+    """A session whose connections send request bodies in :data:`SEND_BLOCK` pieces."""
+    session = requests.Session()
+    for prefix in ("https://", "http://"):
+        session.mount(prefix, _LargeBlockAdapter())
+    return session
 
 
 @dataclass(frozen=True)
@@ -159,7 +176,7 @@ class Transport:
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.registry = normalize_registry(registry)
         self.host = DOCKER_HUB_API_HOST if self.registry == DEFAULT_REGISTRY else self.registry
-        self.session = session or requests.Session()
+        self.session = session or new_session()
         self.insecure = insecure
         self.retry = retry or RetryPolicy()
         self._sleep = sleep

@@ -177,3 +177,28 @@ def test_inspect_reports_sizes_and_largest_files(built, capsys):
     assert report["largest_files"][0]["path"] == "/bin/busybox"
     assert report["uncompressed_size"] >= report["largest_files"][0]["size"]
     assert report["compressed_size"] == sum(layer["size"] for layer in report["layers"])
+
+
+def test_inspect_sizes_agree_with_the_build_and_with_a_docker_archive(tmp_path, busybox, capsys):
+    """``uncompressed`` is the layer's tar stream everywhere: in the build summary, in
+    inspect, and for a docker archive's uncompressed layers (equal to their blob size)."""
+    manifest = make_project(tmp_path, busybox)
+    code, out, err = cli("build", manifest, "-o", tmp_path / "image.tar", "--json",
+                         capsys=capsys)
+    assert code == 0, err
+    built = json.loads(out)
+    code, out, _ = cli("inspect", tmp_path / "image.tar", "--json", capsys=capsys)
+    report = json.loads(out)
+    assert report["uncompressed_size"] == built["uncompressed_size"]
+    assert [l["uncompressed_size"] for l in report["layers"]] == \
+        [l["uncompressed_size"] for l in built["layers"]]
+    assert report["content_size"] == sum(
+        p.stat().st_size for p in [tmp_path / "busybox", *(tmp_path / "data").rglob("*")]
+        if p.is_file()) + (tmp_path / "data" / "secret.txt").stat().st_size
+    docker = tmp_path / "docker.tar"
+    run("skopeo", "copy", f"oci-archive:{tmp_path / 'image.tar'}",
+        f"docker-archive:{docker}:test/busybox-app:1.0")
+    code, out, _ = cli("inspect", docker, "--json", capsys=capsys)
+    layers = json.loads(out)["layers"]
+    assert [l["uncompressed_size"] for l in layers] == [l["size"] for l in layers] == \
+        [l["uncompressed_size"] for l in built["layers"]]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import tarfile
 from dataclasses import dataclass
-from typing import Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from ..errors import UnsafePathError
 from ..oci.image import Layer
@@ -24,16 +25,36 @@ class Member:
     linkname: str
 
 
-def iter_members(layer: Layer, index: int = 0) -> Iterator[tuple[Member, tarfile.TarFile,
-                                                                  tarfile.TarInfo]]:
+class _Counting(io.RawIOBase):
+    """Counts the bytes read through it (the layer's uncompressed tar stream)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream, self.count = stream, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def, override]
+        data = self._stream.read(len(buffer))
+        buffer[:len(data)] = data
+        self.count += len(data)
+        return len(data)
+
+
+def iter_members(layer: Layer, index: int = 0, *,
+                 on_end: Callable[[int], None] | None = None,
+                 ) -> Iterator[tuple[Member, tarfile.TarFile, tarfile.TarInfo]]:
     """Stream the members of a layer without extracting it.
 
     Every member's path is normalized to an image path; a member, symlink or
     hard link that would escape the image root (a hostile pulled layer) raises
     :class:`UnsafePathError` naming the layer, so it never reaches an image.
+    ``on_end``, if given, is called after the last member with the length of the
+    whole uncompressed tar stream (what a layer's "uncompressed size" means).
     """
     with layer.opener() as raw:
-        stream = decompressing_reader(raw, layer.media_type)
+        counted = _Counting(decompressing_reader(raw, layer.media_type))
+        stream = io.BufferedReader(counted, 1 << 20)
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for info in tar:
                 try:
@@ -48,3 +69,7 @@ def iter_members(layer: Layer, index: int = 0) -> Iterator[tuple[Member, tarfile
                                           " escapes the image root") from e
                 yield (Member(index, path, info.size, info.mode, info.uid, info.gid,
                               info.type, info.linkname), tar, info)
+        if on_end is not None:
+            while stream.read(1 << 20):  # the end-of-archive blocks and record padding
+                pass
+            on_end(counted.count)

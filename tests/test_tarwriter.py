@@ -113,6 +113,8 @@ def test_file_changing_size_while_read_is_an_error(tmp_path):
     ("caf\u00e9/na\u00efve.txt", Kind.FILE, "", 0, 5, 0),
     ("big", Kind.FILE, "", 0, 8 ** 11, 0),        # size over the octal field
     ("uid", Kind.FILE, "", 8 ** 7, 0, 0),
+    ("late", Kind.FILE, "", 0, 0, 8 ** 11),      # mtime over the octal field
+    ("d" * 100, Kind.SYMLINK, "\u00e9", 0, 0, 0),  # non-ASCII link name
 ])
 def test_fast_headers_match_tarfile(name, kind, linkname, uid, size, mtime):
     """The hand-formatted header is byte for byte what tarfile writes in PAX format."""
@@ -225,3 +227,48 @@ def test_threaded_writer_raises_what_its_output_raised():
         with ThreadedWriter(_FailingOut(after=0)) as writer:
             writer.write(b"x")
             raise InputError("first")
+
+
+def test_tar_stream_matches_tarfile_for_awkward_members(tmp_path):
+    """Host files of every size class, names needing PAX records, hard links, kept
+    setuid bits and owners that fit or overflow the octal fields: tarfile's bytes."""
+    import os
+
+    from builder.layers.tarwriter import write_tar
+    from builder.sources.files import tree_entries
+
+    src = tmp_path / "src"
+    (src / ("d" * 80) / ("e" * 40)).mkdir(parents=True)
+    (src / "caf\u00e9").mkdir()
+    (src / "empty").write_bytes(b"")
+    (src / "exact").write_bytes(b"e" * 64 * 1024)
+    (src / "large").write_bytes(bytes(range(256)) * 300)
+    (src / "tool").write_bytes(b"\x7fELF" + b"t" * 600)
+    (src / "tool").chmod(0o4755)
+    os.link(src / "tool", src / "tool-link")
+    (src / ("d" * 80) / ("e" * 40) / "deep.txt").write_text("deep")
+    (src / "caf\u00e9" / "na\u00efve.txt").write_text("naive")
+    (src / ("n" * 100)).write_text("hundred")
+    os.symlink("l" * 120, src / "long-link")
+    entries = tree_entries(src, "/app")
+    entries += [Entry.bytes_file("/owned/small", b"s", uid=65532, gid=65532),
+                Entry.bytes_file("/owned/huge-id", b"h", uid=8 ** 7, gid=3),
+                Entry.directory("/owned/dir", 0o700, 1000, 1000)]
+    entries = normalize(entries, keep_special_bits=True)
+    assert any(e.kind is Kind.HARDLINK for e in entries)
+    ours = io.BytesIO()
+    stats = write_tar(entries, ours, 1700000000)
+    assert stats.elf == ["/app/tool"]
+    ref = io.BytesIO()
+    types = {Kind.FILE: tarfile.REGTYPE, Kind.DIR: tarfile.DIRTYPE,
+             Kind.SYMLINK: tarfile.SYMTYPE, Kind.HARDLINK: tarfile.LNKTYPE}
+    with tarfile.open(fileobj=ref, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for e in entries:
+            info = tarfile.TarInfo(e.path.lstrip("/"))
+            info.type, info.mtime, info.mode, info.uid, info.gid = (
+                types[e.kind], 1700000000, e.mode, e.uid, e.gid)
+            info.uname = info.gname = ""
+            info.linkname = e.target.lstrip("/") if e.kind is Kind.HARDLINK else e.target
+            info.size = e.size if e.kind is Kind.FILE else 0
+            tar.addfile(info, e.opener() if e.kind is Kind.FILE else None)
+    assert ours.getvalue() == ref.getvalue()

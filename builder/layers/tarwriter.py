@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tarfile
+from zlib import adler32
 from dataclasses import dataclass, field, replace
 from typing import Mapping, BinaryIO, Iterable
 
@@ -140,33 +141,66 @@ _USTAR_TAIL = b"ustar\x0000" + _NUL * (32 + 32 + 8 + 8 + 155 + 12)
 _TAIL_SUM = sum(_USTAR_TAIL) + sum(b"        ")  # the checksum field counts as spaces
 _TYPES = {Kind.FILE: tarfile.REGTYPE, Kind.DIR: tarfile.DIRTYPE,
           Kind.SYMLINK: tarfile.SYMTYPE, Kind.HARDLINK: tarfile.LNKTYPE}
+_TYPEFLAGS = {kind._value_: flag for kind, flag in _TYPES.items()}
+"""By the kind's value: an Enum member hashes in Python, its value's str in C."""
 
 
 def tar_header(name: str, kind: Kind, mode: int, uid: int, gid: int, size: int,
                mtime: int, linkname: str = "") -> bytes:
-    """One member's header, byte for byte what ``tarfile`` writes in PAX format.
+    """One member's header, byte for byte what ``tarfile`` writes in PAX format."""
+    return TarHeaders(mtime).member(name, kind, mode, uid, gid, size, linkname)
 
-    The common case (ASCII names of at most 100 bytes, ids and sizes that fit
-    in octal fields) is formatted here directly, about ten times faster than
-    ``TarInfo.tobuf``; anything needing a PAX extended header goes to tarfile.
+
+class TarHeaders:
+    """Formats the headers of one archive's members, which share an mtime.
+
+    The common case (ASCII names and link names of at most 100 bytes, ids and sizes
+    that fit in octal fields) is formatted here directly, about ten times faster
+    than ``TarInfo.tobuf``; anything needing a PAX extended header goes to tarfile.
+    The mode, uid, gid and mtime fields are formatted (and summed) once per owner.
     """
-    typ = _TYPES[kind]
-    if kind is Kind.DIR and not name.endswith("/"):
-        name += "/"
-    if (len(name) <= 100 and len(linkname) <= 100 and name.isascii() and linkname.isascii()
-            and 0 <= uid < 0o10000000 and 0 <= gid < 0o10000000
-            and 0 <= size < 0o100000000000 and 0 <= mtime < 0o100000000000):
-        name_b, link_b = name.encode("ascii"), linkname.encode("ascii")
-        numbers = b"%07o\0%07o\0%07o\0%011o\0%011o\0" % (mode & 0o7777, uid, gid, size, mtime)
-        chksum = _TAIL_SUM + sum(name_b) + sum(numbers) + typ[0] + sum(link_b)
-        return b"".join((name_b, _NUL * (100 - len(name_b)), numbers,
-                         b"%06o\0 " % chksum, typ, link_b, _NUL * (100 - len(link_b)),
-                         _USTAR_TAIL))
-    info = tarfile.TarInfo(name)
-    info.type, info.mode, info.uid, info.gid = typ, mode & 0o7777, uid, gid
-    info.size, info.mtime, info.linkname = size, mtime, linkname
-    info.uname = info.gname = ""
-    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+    def __init__(self, mtime: int) -> None:
+        self.mtime = mtime
+        self._mtime_field = b"%011o\0" % mtime if 0 <= mtime < 0o100000000000 else None
+        self._fixed: dict[tuple[int, int, int], tuple[bytes, int] | None] = {}
+
+    def member(self, name: str, kind: Kind, mode: int, uid: int, gid: int, size: int = 0,
+               linkname: str = "") -> bytes:
+        typ = _TYPEFLAGS[kind._value_]
+        if kind is Kind.DIR and not name.endswith("/"):
+            name += "/"
+        if (len(name) <= 100 and len(linkname) <= 100 and name.isascii()
+                and linkname.isascii() and 0 <= size < 0o100000000000):
+            try:
+                fixed = self._fixed[mode, uid, gid]
+            except KeyError:
+                fixed = self._fixed[mode, uid, gid] = self._fixed_fields(mode, uid, gid)
+            if fixed is not None:
+                ids, fixed_sum = fixed
+                name_b, link_b = name.encode("ascii"), linkname.encode("ascii")
+                size_field = b"%011o\0" % size
+                # adler32's low 16 bits are 1 + the sum of the bytes modulo 65521, and
+                # these fields (at most 100 ASCII bytes) sum to far less than that.
+                chksum = (fixed_sum + typ[0] + (adler32(name_b) & 0xFFFF)
+                          + (adler32(size_field) & 0xFFFF) + (adler32(link_b) & 0xFFFF) - 3)
+                return b"".join((name_b.ljust(100, _NUL), ids, size_field, self._mtime_field,
+                                 b"%06o\0 " % chksum, typ, link_b.ljust(100, _NUL),
+                                 _USTAR_TAIL))
+        info = tarfile.TarInfo(name)
+        info.type, info.mode, info.uid, info.gid = typ, mode & 0o7777, uid, gid
+        info.size, info.mtime, info.linkname = size, self.mtime, linkname
+        info.uname = info.gname = ""
+        return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+    def _fixed_fields(self, mode: int, uid: int, gid: int) -> tuple[bytes, int] | None:
+        """The mode, uid and gid fields, and the checksum of all but the name, size,
+        type and link name; None if a field does not fit (a PAX header is needed)."""
+        if (self._mtime_field is None or not 0 <= uid < 0o10000000
+                or not 0 <= gid < 0o10000000):
+            return None
+        ids = b"%07o\0%07o\0%07o\0" % (mode & 0o7777, uid, gid)
+        return ids, sum(ids) + sum(self._mtime_field) + _TAIL_SUM
 
 
 class _BlockWriter:
@@ -243,11 +277,12 @@ def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
     """
     stats = TarStats()
     w = _BlockWriter(out)
+    header = TarHeaders(epoch).member
     for entry in entries:
         name = entry.path.lstrip("/")
         if entry.kind is Kind.FILE:
             size = entry.size
-            header = tar_header(name, Kind.FILE, entry.mode, entry.uid, entry.gid, size, epoch)
+            head = header(name, Kind.FILE, entry.mode, entry.uid, entry.gid, size)
             pad = _NUL * (-size % BLOCK)
             assert entry.opener is not None, entry.path
             try:
@@ -255,9 +290,9 @@ def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
                     data = _read_small(entry.opener.path, size, entry.path)
                     if data[:4] == ELF_MAGIC:
                         stats.elf.append(entry.path)
-                    w.put(b"".join((header, data, pad)))
+                    w.put(b"".join((head, data, pad)))
                 else:
-                    _copy_file(w, entry, header, pad, stats)
+                    _copy_file(w, entry, head, pad, stats)
             except OSError as e:
                 raise InputError(f"cannot read {entry.path} ({e}); did it change "
                                  f"while being read? expected {size} bytes") from e
@@ -265,8 +300,7 @@ def write_tar(entries: list[Entry], out: BinaryIO, epoch: int) -> TarStats:
             stats.bytes += size
         else:
             target = entry.target.lstrip("/") if entry.kind is Kind.HARDLINK else entry.target
-            w.put(tar_header(name, entry.kind, entry.mode, entry.uid, entry.gid, 0, epoch,
-                             target))
+            w.put(header(name, entry.kind, entry.mode, entry.uid, entry.gid, 0, target))
     w.put(_NUL * (2 * BLOCK))
     tail = w.offset % RECORD
     if tail:

@@ -28,10 +28,10 @@ _SMALL = 64 * 1024  # files up to this size are read in one call
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
-def _sort_key(path: str) -> str:
-    """Orders paths as the tuples of their components would (a dir right before
-    its contents): NUL, which no name holds, sorts below every other character."""
-    return path.replace("/", "\0")
+def _sort_key(entry: Entry) -> str:
+    """Orders entries as the tuples of their paths' components would (a dir right
+    before its contents): NUL, which no name holds, sorts below every other character."""
+    return entry.path.replace("/", "\0")
 
 
 class Normalized(list[Entry]):
@@ -58,7 +58,7 @@ def normalize(entries: Iterable[Entry], keep_special_bits: bool = False,
     if isinstance(entries, Normalized) and (keep_special_bits or not entries.keep_special_bits):
         return entries
     by_path: dict[str, Entry] = {}
-    links = False
+    links = shared = False
     for entry in entries:
         if entry.path == "/":
             continue
@@ -70,10 +70,15 @@ def normalize(entries: Iterable[Entry], keep_special_bits: bool = False,
             entry = replace(entry, mode=entry.mode & ~SPECIAL_BITS)
         by_path[entry.path] = entry
         links = links or entry.kind is Kind.HARDLINK
+        shared = shared or entry.link_key is not None
     if links:
         _relink_hardlinks(by_path)
+        shared = True
+    checked = "/"  # the last parent known to be a directory (siblings come together)
     for path in list(by_path):
         parent = path[:path.rfind("/")] or "/"  # image paths are absolute and normalized
+        if parent == checked:
+            continue
         while parent != "/" and parent not in by_path:
             lower = below.get(parent) if below is not None else None
             if lower is not None and lower.kind is Kind.DIR:
@@ -83,18 +88,25 @@ def normalize(entries: Iterable[Entry], keep_special_bits: bool = False,
             parent = posixpath.dirname(parent)
         if parent != "/" and by_path[parent].kind is not Kind.DIR:
             raise InputError(f"{path}: its parent {parent} is not a directory in this layer")
-    ordered = sorted(by_path.values(), key=lambda e: _sort_key(e.path))
-    first_of_link: dict[object, str] = {}
-    out = Normalized()
+        checked = path[:path.rfind("/")] or "/"
+    out = Normalized(sorted(by_path.values(), key=_sort_key))
     out.keep_special_bits = keep_special_bits
-    for entry in ordered:
+    if shared:
+        _link_shared_files(out)
+    return out
+
+
+def _link_shared_files(entries: list[Entry]) -> None:
+    """In sorted ``entries``, each FILE sharing a link key, mode and owner with an
+    earlier one becomes a HARDLINK to it."""
+    first_of_link: dict[object, str] = {}
+    for i, entry in enumerate(entries):
         if entry.kind is Kind.FILE and entry.link_key is not None:
             key = (entry.link_key, entry.mode, entry.uid, entry.gid)
             first = first_of_link.setdefault(key, entry.path)
             if first != entry.path:
-                entry = replace(entry, kind=Kind.HARDLINK, target=first, opener=None, size=0)
-        out.append(entry)
-    return out
+                entries[i] = replace(entry, kind=Kind.HARDLINK, target=first, opener=None,
+                                     size=0)
 
 
 def _relink_hardlinks(by_path: dict[str, Entry]) -> None:

@@ -30,12 +30,14 @@ import subprocess
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
 
 from ..errors import ClosureError
 from ..layers.entries import Entry, Kind
-from .elf import ElfInfo, read_elf
 from .files import file_entry
+
+if TYPE_CHECKING:  # .elf imports pyelftools (20 ms): only once a file must be read
+    from .elf import ElfInfo
 
 DEFAULT_SEARCH_DIRS: tuple[str, ...] = (
     "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib",
@@ -136,11 +138,15 @@ def _maybe_elf_files(view: "_View", known: Mapping[str, ElfInfo | None]) -> list
     """
     unknown = object()
     paths = []
+    plain_dir = None  # the last directory seen to be reached without a symlink
     for path, entry in view.files.items():
         if entry.kind is Kind.FILE:
             if known.get(path, unknown) is None:
                 parent = path[:path.rfind("/")] or "/"
+                if parent == plain_dir:
+                    continue
                 if view.resolve_dir(parent) == parent:
+                    plain_dir = parent
                     continue
             paths.append(path)
         elif entry.kind is Kind.HARDLINK:
@@ -308,6 +314,8 @@ class _ElfCache:
     def _read(entry: Entry) -> ElfInfo | None:
         if entry.opener is None or entry.size < 52:
             return None
+        from .elf import read_elf
+
         with entry.opener() as stream:
             return read_elf(stream)  # checks the magic bytes before parsing anything
 
@@ -397,6 +405,8 @@ def _parents(view: _View, directory: str) -> list[Entry]:
 
 
 def _read_host(path: Path) -> ElfInfo | None:
+    from .elf import read_elf
+
     try:
         with open(path, "rb") as stream:
             return read_elf(stream)

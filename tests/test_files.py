@@ -79,3 +79,23 @@ def test_walk_refuses_fifos_and_unlistable_paths(tmp_path: Path) -> None:
         tree_entries(src, "/app")
     with pytest.raises(InputError, match="no such file"):
         tree_entries(tmp_path / "missing", "/app")
+
+
+def test_walk_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    import gc
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    os.mkfifo(src / "pipe")
+    assert gc.isenabled()
+    with pytest.raises(InputError):
+        tree_entries(src, "/app")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        (src / "pipe").unlink()
+        assert len(tree_entries(src, "/app")) == 2
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -87,7 +87,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(json.dumps(summary, indent=2))
         return EXIT_OK
     width = max([len(r.name) for r in result.layers] + [4])
-    for r in result.layers:
+    for r in [] if args.quiet else result.layers:
         _err(f"✔ {r.name:<{width}}  {r.detail:<34} {_human(r.layer.uncompressed_size):>9}  "
              f"{_short(r.layer.digest)}")
     user = summary["user"] or "root (0)"

@@ -356,6 +356,28 @@ def _port(node: Node) -> str:
     return text if "/" in text else text + "/tcp"
 
 
+_SIGNALS = frozenset({"SIGABRT", "SIGALRM", "SIGBUS", "SIGCHLD", "SIGCONT", "SIGFPE", "SIGHUP",
+                      "SIGILL", "SIGINT", "SIGIO", "SIGKILL", "SIGPIPE", "SIGPROF", "SIGPWR",
+                      "SIGQUIT", "SIGSEGV", "SIGSTKFLT", "SIGSTOP", "SIGSYS", "SIGTERM",
+                      "SIGTRAP", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGURG", "SIGUSR1", "SIGUSR2",
+                      "SIGVTALRM", "SIGWINCH", "SIGXCPU", "SIGXFSZ"})
+"""Linux signal names a runtime accepts as ``StopSignal`` (besides SIGRTMIN+n and numbers)."""
+_REALTIME_SIGNAL = re.compile(r"SIGRTM(IN|AX)([+-]([0-9]|[1-2][0-9]|3[0-2]))?")
+
+
+def _stop_signal(node: Node) -> str:
+    """A signal name (``SIGTERM``, ``TERM``, ``SIGRTMIN+3``) or number (1-64), as the
+    runtime will parse it: names get their ``SIG`` prefix."""
+    value = node.value
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else node.str()
+    if text.isdigit() and 0 < int(text) <= 64:
+        return str(int(text))
+    name = text.upper() if text.upper().startswith("SIG") else "SIG" + text.upper()
+    if name in _SIGNALS or _REALTIME_SIGNAL.fullmatch(name):
+        return name
+    raise node.error(f"{text!r} is not a signal (e.g. SIGTERM, SIGINT, SIGRTMIN+3 or 15)")
+
+
 def _user(node: Node) -> str:
     value = node.value
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else node.str()
@@ -376,7 +398,7 @@ def _config(node: Node) -> ConfigSpec:
         ports=tuple(_port(n) for n in f.optional("ports", Node.list, [])),
         labels=f.optional("labels", _str_map, ()),
         volumes=tuple(_image_path(n) for n in f.optional("volumes", Node.list, [])),
-        stop_signal=f.optional("stop_signal", Node.str, None),
+        stop_signal=f.optional("stop_signal", _stop_signal, None),
         user_line=user_node.line if user_node is not None else 0,
     )
     f.done()

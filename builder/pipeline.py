@@ -107,12 +107,17 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                 thread_name_prefix="ocibuild-layer") as builds:
             pending = []
             for spec in manifest.layers:
-                entries, detail, cached, lib_dirs = _layer_entries(spec, ctx, work,
+                entries, frozen, cached, lib_dirs = _layer_entries(spec, ctx, work,
                                                                    manifest.file)
                 for lib_dir in lib_dirs:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
-                entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
-                                    below=view)
+                try:
+                    entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
+                                        below=view)
+                except InputError as e:  # a path given as a file and as a directory …
+                    raise ManifestError(str(e), file=str(manifest.file), line=spec.line,
+                                        field=f"layers[{spec.name}]") from e
+                detail = frozen or _count(entries)
                 merge(view, entries)
                 future = builds.submit(_build_or_reuse, entries, spec.name, manifest, ctx,
                                        created, spec.keep_special_bits)
@@ -122,7 +127,7 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                 _note_non_elf(known, entries, elf_members(ctx.blob_dir, layer.diff_id))
                 image = append_layers(image, layer)
                 result.layers.append(LayerReport(spec.name, detail, layer, cached or reused))
-            del pending, entries
+            pending.clear()  # the entries now live on in the view only
         libraries = _library_closure(view, library_path, manifest, ctx, created, result,
                                      known, image)
         if libraries is not None:
@@ -280,10 +285,16 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
     return image, reports, [base.warning] if base.warning else []
 
 
+def _count(entries: list[Entry]) -> str:
+    files = sum(1 for e in entries if e.kind is Kind.FILE or e.kind is Kind.HARDLINK)
+    return f"{files} file{'s' if files != 1 else ''}"
+
+
 def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
-                   manifest_file: Path) -> tuple[list[Entry], str, bool, list[str]]:
-    """A manifest layer's entries, a one-line description, whether a cache served it,
-    and the image dirs its programs add to the loader's search path."""
+                   manifest_file: Path) -> tuple[list[Entry], str | None, bool, list[str]]:
+    """A manifest layer's entries, a description of its frozen app (None without
+    one), whether a cache served it, and the image dirs its programs add to the
+    loader's search path."""
     entries: list[Entry] = []
     for d in spec.directories:
         entries.append(Entry.directory(d.path, d.mode, d.uid, d.gid))
@@ -299,10 +310,8 @@ def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
         from .sources.tar_layer import tar_entries
 
         entries.extend(tar_entries(spec.tar, work))
-    files = sum(1 for e in entries if e.kind is Kind.FILE)
-    detail = f"{files} file{'s' if files != 1 else ''}"
     if spec.pyinstaller is None:
-        return entries, detail, False, []
+        return entries, None, False, []
     from .sources.pyinstaller import bundle_entries, freeze
 
     frozen = freeze(spec.pyinstaller, cache_dir=ctx.cache_dir / "pyinstaller", log=ctx.log,

@@ -202,3 +202,12 @@ def test_inspect_sizes_agree_with_the_build_and_with_a_docker_archive(tmp_path, 
     layers = json.loads(out)["layers"]
     assert [l["uncompressed_size"] for l in layers] == [l["size"] for l in layers] == \
         [l["uncompressed_size"] for l in built["layers"]]
+
+
+def test_quiet_build_prints_only_the_result(tmp_path, busybox, capsys):
+    manifest = make_project(tmp_path, busybox)
+    code, out, err = cli("build", manifest, "-o", tmp_path / "image.tar", "-q", capsys=capsys)
+    assert code == 0 and err == ""
+    assert out.startswith("image  sha256:") and out.count("\n") == 1
+    code, out, err = cli("build", manifest, "-o", tmp_path / "image.tar", capsys=capsys)
+    assert code == 0 and "✔ busybox" in err and "(unchanged)" in out

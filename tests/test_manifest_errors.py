@@ -48,6 +48,14 @@ CASES = {
     "tar_is_a_directory": ("image: x/y:1\nlayers:\n  - name: t\n    tar: sub\n", 4,
                            "layers[0].tar"),
     "duplicate_key": ("image: x/y:1\nimage: x/z:1\nlayers:\n" + GOOD_LAYER, 2, "duplicate key"),
+    "bad_stop_signal": ("image: x/y:1\nlayers:\n" + GOOD_LAYER +
+                        "config:\n  stop_signal: SIGFOO\n", 7, "config.stop_signal"),
+    "file_below_a_file": ("image: x/y:1\nlayers:\n  - name: d\n    files:\n"
+                          "      - {src: a.txt, dest: /f}\n      - {src: a.txt, dest: /f/g}\n",
+                          3, "layers[d]: /f/g: its parent /f is not a directory"),
+    "file_and_directory": ("image: x/y:1\nlayers:\n  - name: d\n    directories:\n"
+                           "      - {path: /d/f}\n    files:\n      - {src: a.txt, dest: /d/f}\n",
+                           3, "layers[d]: /d/f is given both as a directory and as a file"),
     "env_not_string": ("image: x/y:1\nlayers:\n" + GOOD_LAYER + "config:\n  env: {DEBUG: true}\n",
                        7, "config.env.DEBUG"),
 }
@@ -85,3 +93,14 @@ def test_failed_build_keeps_previous_output(tmp_path, capsys):
     code, _, stderr = cli("build", manifest, "-o", out, capsys=capsys)
     assert code == 1 and "not a readable tar archive" in stderr
     assert out.read_bytes() == b"previous image"
+
+
+@pytest.mark.parametrize("given, written", [("SIGTERM", "SIGTERM"), ("term", "SIGTERM"),
+                                            ("SIGRTMIN+3", "SIGRTMIN+3"), (9, "9")])
+def test_stop_signal_forms(given, written, tmp_path):
+    from builder.manifest import load_manifest
+
+    (tmp_path / "a.txt").write_text("a\n")
+    manifest = write(tmp_path / "ocibuild.yaml", "image: x/y:1\nlayers:\n" + GOOD_LAYER +
+                     f"config:\n  stop_signal: {given}\n")
+    assert load_manifest(manifest).config.stop_signal == written

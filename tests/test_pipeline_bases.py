@@ -164,3 +164,18 @@ def test_base_layers_are_indexed_once_and_read_back_from_the_index(tmp_path, reg
         code, _, err = cli("build", manifest, "-o", app / "bad.tar", capsys=capsys)
         assert code == 1 and "libc.so.6" in err, (attempt, err)
         shutil.rmtree(cache / "closure", ignore_errors=True)
+
+
+def test_a_manifest_without_layers_retags_a_base(tmp_path, registry, busybox, capsys):
+    """``layers: []`` on a registry base: the base's layers, a config of our own."""
+    repo, digest = _push_base(tmp_path, registry, busybox)
+    manifest = write(tmp_path / "retag.yaml", f"image: apps/retagged:1\nbase: {repo}@{digest}\n"
+                     "layers: []\nconfig:\n  env: {STAGE: prod}\n")
+    code, out, err = cli("build", manifest, "-o", tmp_path / "retag.tar", "--json",
+                         capsys=capsys)
+    assert code == 0, err
+    image = read_image(tmp_path / "retag.tar")
+    base = read_image(tmp_path / "base" / "base.tar")
+    assert [l.digest for l in image.layers] == [l.digest for l in base.layers]
+    assert "STAGE=prod" in image.config["config"]["Env"]
+    assert image.config["config"]["User"] == "1000"

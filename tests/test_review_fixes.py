@@ -250,3 +250,12 @@ def test_closure_verdict_is_reused_until_a_layer_changes(tmp_path, busybox, monk
     (tmp_path / "note.txt").write_text("two")
     with pytest.raises(AssertionError, match="read an ELF file"):
         cli("build", manifest, capsys=capsys)
+
+
+@pytest.mark.parametrize("command", ["audit", "sbom"])
+@pytest.mark.parametrize("source", ["nothere.tar", "./nothere", "/nonexistent/image.tar"])
+def test_a_missing_image_file_is_not_looked_up_in_a_registry(command, source, capsys):
+    extra = ["--format", "spdx-json"] if command == "sbom" else []
+    code, _, err = cli(command, source, *extra, capsys=capsys)
+    assert code == 1
+    assert f"{source}: no such image tarball or layout directory" in err

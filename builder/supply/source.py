@@ -19,8 +19,17 @@ class Subject:
 
 
 def open_subject(source: str, *, insecure: bool = False, cache_dir: Path | None = None) -> Subject:
-    """``source`` is an image tarball or layout directory if one exists there, else a REF."""
+    """``source`` is an image tarball or layout directory if one exists there, else a REF.
+
+    Something that can only be a path (it starts with ``/`` or ``.``, or names a
+    ``.tar`` file) and does not exist is reported as a missing file, not looked up
+    in a registry as ``docker.io/library/image.tar``.
+    """
     path = Path(source)
+    if not path.exists() and looks_like_a_path(source):
+        from ..errors import InputError
+
+        raise InputError(f"{source}: no such image tarball or layout directory")
     if path.exists():
         from ..sources.archive import image_name, read_image
 
@@ -30,3 +39,8 @@ def open_subject(source: str, *, insecure: bool = False, cache_dir: Path | None 
 
     pulled = pull(source, None, cache_dir, insecure=insecure)
     return Subject(pulled.image, str(pulled.reference), pulled.manifest_digest)
+
+
+def looks_like_a_path(source: str) -> bool:
+    """True for what no image reference looks like: ``./x``, ``/x``, ``x.tar``."""
+    return source.startswith(("/", ".")) or source.endswith((".tar", ".tar.gz", ".tgz"))

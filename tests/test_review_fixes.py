@@ -228,7 +228,7 @@ def test_closure_verdict_is_reused_until_a_layer_changes(tmp_path, busybox, monk
     """A rebuild of unchanged layers reads no ELF header; a changed layer is checked again."""
     import shutil
 
-    import builder.sources.closure as closure
+    import builder.sources.elf as elf
 
     shutil.copy(busybox, tmp_path / "busybox")
     (tmp_path / "note.txt").write_text("one")
@@ -245,7 +245,7 @@ def test_closure_verdict_is_reused_until_a_layer_changes(tmp_path, busybox, monk
     def no_reading(*args, **kwargs):
         raise AssertionError("the closure read an ELF file")
 
-    monkeypatch.setattr(closure, "read_elf", no_reading)
+    monkeypatch.setattr(elf, "read_elf", no_reading)  # the closure imports it when it reads
     assert cli("build", manifest, capsys=capsys)[0] == 0
     (tmp_path / "note.txt").write_text("two")
     with pytest.raises(AssertionError, match="read an ELF file"):

@@ -27,6 +27,7 @@ from .layers.tarwriter import normalize
 from .layers.view import blob_layer_entries, merge
 from .manifest import ConfigSpec, LayerSpec, Manifest
 from .oci.image import Image, Layer, append_layers, empty_image, with_config
+from .oci.types import BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION
 from .sources.files import tree_entries
 
 LAYER_JOBS = 3  # layers built at once; compression has its own pool
@@ -35,8 +36,6 @@ DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 Log = Callable[[str], None]
 
 
-BASE_NAME = "org.opencontainers.image.base.name"
-BASE_DIGEST = "org.opencontainers.image.base.digest"
 MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z: RFC 3339 has four-digit years
 
 
@@ -278,7 +277,8 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
     config = copy.deepcopy(base.image.config)
     config["created"] = created
     # The OCI annotations for "built on": what the manifest named, and what it was.
-    annotations = {BASE_NAME: manifest.base.ref or "", BASE_DIGEST: base.digest}
+    annotations = {BASE_NAME_ANNOTATION: manifest.base.ref or "",
+                   BASE_DIGEST_ANNOTATION: base.digest}
     image = replace(base.image, config=config, raw=None, manifest_annotations=annotations)
     reports = [LayerReport(f"base[{i}]", f"from {base.pinned.split('@')[0]}", layer, True)
                for i, layer in enumerate(image.layers)]

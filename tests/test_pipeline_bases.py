@@ -179,3 +179,21 @@ def test_a_manifest_without_layers_retags_a_base(tmp_path, registry, busybox, ca
     assert [l.digest for l in image.layers] == [l.digest for l in base.layers]
     assert "STAGE=prod" in image.config["config"]["Env"]
     assert image.config["config"]["User"] == "1000"
+
+
+def test_push_mounts_the_base_layers_from_the_base_repository(tmp_path, registry, busybox,
+                                                              capsys):
+    repo, digest = _push_base(tmp_path, registry, busybox)
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "hello.txt").write_text("world")
+    manifest = write(app / "ocibuild.yaml", APP_MANIFEST.format(base=f"{repo}@{digest}"))
+    assert cli("build", manifest, "-o", app / "app.tar", capsys=capsys)[0] == 0
+    code, out, err = cli("push", app / "app.tar", f"{registry.host}/apps/hello:2", "--json",
+                         capsys=capsys)
+    assert code == 0, err
+    blobs = json.loads(out)["blobs"]
+    assert (blobs["mounted"], blobs["uploaded"]) == (1, 2)  # base layer; app layer + config
+    pulled = json.loads(skopeo("inspect", "--tls-verify=false",
+                               f"docker://{registry.host}/apps/hello:2"))
+    assert len(pulled["Layers"]) == 2

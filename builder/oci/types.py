@@ -12,6 +12,11 @@ from typing import Any
 from ..errors import ImageError
 
 
+BASE_NAME_ANNOTATION = "org.opencontainers.image.base.name"
+BASE_DIGEST_ANNOTATION = "org.opencontainers.image.base.digest"
+"""The image-spec's manifest annotations for the image a build started from."""
+
+
 class MediaType(str, enum.Enum):
     OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
     OCI_INDEX = "application/vnd.oci.image.index.v1+json"

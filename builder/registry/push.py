@@ -20,7 +20,7 @@ import requests
 
 from ..errors import InputError, RegistryError
 from ..oci.image import Image
-from ..oci.types import Descriptor, MediaType
+from ..oci.types import BASE_NAME_ANNOTATION, Descriptor, MediaType
 from .client import RegistryClient
 from .reference import Reference, parse_reference
 from .transport import RetryPolicy, new_session
@@ -81,8 +81,9 @@ def push_image(image: Image, refs: Sequence[str], *, insecure: bool = False,
     """Push ``image`` to every reference in ``refs``; return the manifest digest.
 
     A reference pinned by digest must name this image's digest. ``mount_from``
-    lists repositories (``registry/repo``) that may already hold some blobs,
-    e.g. the base image's.
+    lists repositories (``registry/repo``) that may already hold some blobs; the
+    base the image was built on (its ``org.opencontainers.image.base.name``) is
+    always one, so a base's layers are mounted, not uploaded again.
     """
     if not refs:
         raise InputError("push: no destination reference given")
@@ -93,8 +94,12 @@ def push_image(image: Image, refs: Sequence[str], *, insecure: bool = False,
             raise InputError(f"push: {ref} is pinned to a digest, but the image is {digest}")
     pool = pool or ClientPool(insecure=insecure)
     sources: dict[str, list[str]] = {}
-    for text in mount_from:
-        src = parse_reference(text, default_tag=None)
+    base = image.manifest_annotations.get(BASE_NAME_ANNOTATION)
+    for text in [*mount_from, *([base] if base else [])]:
+        try:
+            src = parse_reference(text, default_tag=None)
+        except InputError:
+            continue  # an annotation of someone else's image need not be a reference
         sources.setdefault(src.registry, []).append(src.repository)
     emit = on_event or (lambda action, dgst, size: None)
 

@@ -26,6 +26,7 @@ from typing import Any
 from ..layers.entries import image_path
 from ..layers.reader import iter_members
 from ..oci.image import Image
+from ..oci.types import BASE_NAME_ANNOTATION
 from .walk import apply_whiteouts, whiteout_target
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
@@ -210,7 +211,7 @@ def _user_findings(image: Image) -> list[Finding]:
 def _base_findings(image: Image) -> list[Finding]:
     """A base named by tag (``org.opencontainers.image.base.name`` without a digest)
     means the next build may start from different bytes."""
-    base = image.manifest_annotations.get("org.opencontainers.image.base.name", "")
+    base = image.manifest_annotations.get(BASE_NAME_ANNOTATION, "")
     if base and "@sha256:" not in base:
         pinned = image.manifest_annotations.get("org.opencontainers.image.base.digest")
         hint = ""

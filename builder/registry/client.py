@@ -354,7 +354,7 @@ class RegistryClient:
 
     def get_manifest(self, repo: str, identifier: str) -> ManifestBlob:
         """Fetch a manifest or index by tag or digest; its digest is verified."""
-        what = f"manifest {self.registry}/{repo}:{identifier}"
+        what = f"manifest {_ref(self.registry, repo, identifier)}"
         resp = self.transport.request("GET", f"/v2/{repo}/manifests/{identifier}", what=what,
                                       scopes=(pull_scope(repo),),
                                       headers={"Accept": MANIFEST_ACCEPT}, stream=True)
@@ -381,7 +381,7 @@ class RegistryClient:
         return ManifestBlob(data, media_type, digest)
 
     def put_manifest(self, repo: str, identifier: str, data: bytes, media_type: str) -> str:
-        what = f"PUT manifest {self.registry}/{repo}:{identifier}"
+        what = f"PUT manifest {_ref(self.registry, repo, identifier)}"
         resp = self.transport.request("PUT", f"/v2/{repo}/manifests/{identifier}", what=what,
                                       scopes=(push_scope(repo),), body=data,
                                       headers={"Content-Type": media_type}, ok=(201,))
@@ -396,13 +396,18 @@ class RegistryClient:
         if identifier.startswith("sha256:"):
             return self.get_manifest(repo, identifier).digest
         resp = self.transport.request("HEAD", f"/v2/{repo}/manifests/{identifier}",
-                                      what=f"resolve {self.registry}/{repo}:{identifier}",
+                                      what=f"resolve {_ref(self.registry, repo, identifier)}",
                                       scopes=(pull_scope(repo),),
                                       headers={"Accept": MANIFEST_ACCEPT})
         header = resp.headers.get("Docker-Content-Digest", "")
         if header.startswith("sha256:"):
             return check_digest(header, "Docker-Content-Digest")
         return self.get_manifest(repo, identifier).digest
+
+
+def _ref(registry: str, repo: str, identifier: str) -> str:
+    """``registry/repo:tag`` or ``registry/repo@sha256:…``, as a user would write it."""
+    return f"{registry}/{repo}{'@' if identifier.startswith('sha256:') else ':'}{identifier}"
 
 
 def _copy_hashed(resp: requests.Response, out: BinaryIO, limit: int) -> tuple[str, int]:

@@ -391,6 +391,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"env       {env}")
     if cfg.get("ExposedPorts"):
         print(f"ports     {' '.join(sorted(cfg['ExposedPorts']))}")
+    if cfg.get("Volumes"):
+        print(f"volumes   {' '.join(sorted(cfg['Volumes']))}")
+    if cfg.get("StopSignal"):
+        print(f"stop      {cfg['StopSignal']}")
+    for key, value in sorted((cfg.get("Labels") or {}).items()):
+        print(f"label     {key}={value}")
     print("layers")
     for layer in report["layers"]:
         print(f"  {_short(layer['digest'])}  {_human(layer['size']):>9} compressed  "

@@ -13,36 +13,48 @@ from pathlib import Path
 from typing import Any
 
 from .layers.reader import iter_members
+from .layers.whiteouts import WHITEOUT, apply_whiteouts, whiteout_target
 from .sources.archive import image_name, read_image
 
 
 def inspect_image(path: Path, top: int = 10) -> dict[str, Any]:
-    """A JSON-ready report of the image at ``path`` (tarball or layout dir)."""
+    """A JSON-ready report of the image at ``path`` (tarball or layout dir).
+
+    Per layer: what the layer holds (whiteout markers are not files). For the
+    image: the files a container sees, after later layers' whiteouts, so a
+    secret deleted by a later layer is not listed among the largest files.
+    """
     image = read_image(path)
-    largest: list[tuple[int, str]] = []
+    final: dict[str, int] = {}  # image path -> size of the regular files a container sees
     layers = []
-    total_files = 0
-    uncompressed_total = content_total = 0
+    uncompressed_total = 0
     for index, layer in enumerate(image.layers):
-        files = 0
-        content = 0
+        files, content = 0, 0
         tar_bytes: list[int] = []
+        whiteouts: list[tuple[str, bool]] = []
+        added: dict[str, int | None] = {}
         for member, _tar, info in iter_members(layer, index, on_end=tar_bytes.append):
-            if info.isfile():
+            hidden = whiteout_target(member.path) if WHITEOUT in member.path else None
+            if hidden is not None:
+                whiteouts.append(hidden)
+            elif info.isfile():
                 files += 1
                 content += info.size
-                item = (info.size, member.path)
-                if len(largest) < top:
-                    heapq.heappush(largest, item)
-                elif item > largest[0]:
-                    heapq.heapreplace(largest, item)
-        total_files += files
+                added[member.path] = info.size
+            else:
+                added[member.path] = None  # a directory, link, … replaces a file there
+        apply_whiteouts(final, whiteouts)
+        for member_path, size in added.items():
+            if size is None:
+                final.pop(member_path, None)
+            else:
+                final[member_path] = size
         uncompressed_total += tar_bytes[0]
-        content_total += content
         layers.append({"digest": layer.digest, "diff_id": layer.diff_id, "size": layer.size,
                        "media_type": layer.media_type, "uncompressed_size": tar_bytes[0],
                        "content_size": content, "files": files,
                        "name": layer.name or layer.history.get("created_by", "")})
+    largest = heapq.nlargest(top, ((size, p) for p, size in final.items()))
     return {
         "name": image_name(path),
         "digest": image.digest,
@@ -51,8 +63,8 @@ def inspect_image(path: Path, top: int = 10) -> dict[str, Any]:
         "config": image.config.get("config") or {},
         "compressed_size": image.compressed_size,
         "uncompressed_size": uncompressed_total,
-        "content_size": content_total,
-        "files": total_files,
+        "content_size": sum(final.values()),
+        "files": len(final),
         "layers": layers,
-        "largest_files": [{"path": p, "size": s} for s, p in sorted(largest, reverse=True)],
+        "largest_files": [{"path": p, "size": s} for s, p in largest],
     }

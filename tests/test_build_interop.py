@@ -211,3 +211,35 @@ def test_quiet_build_prints_only_the_result(tmp_path, busybox, capsys):
     assert out.startswith("image  sha256:") and out.count("\n") == 1
     code, out, err = cli("build", manifest, "-o", tmp_path / "image.tar", capsys=capsys)
     assert code == 0 and "✔ busybox" in err and "(unchanged)" in out
+
+
+def test_inspect_lists_what_a_container_sees(tmp_path, capsys):
+    """A file deleted by a later layer (a whiteout) is neither counted nor among the
+    largest files; whiteout markers are not files; labels and volumes are shown."""
+    (tmp_path / "id_rsa").write_bytes(b"k" * 5000)
+    (tmp_path / "app.txt").write_bytes(b"a" * 100)
+    delete = tmp_path / "delete.tar"
+    with tarfile.open(delete, "w") as tar:
+        info = tarfile.TarInfo("app/.wh.id_rsa")
+        tar.addfile(info)
+    manifest = write(tmp_path / "ocibuild.yaml", """\
+        image: t/wh:1
+        layers:
+          - name: secret
+            files:
+              - {src: id_rsa, dest: /app/id_rsa}
+              - {src: app.txt, dest: /app/app.txt}
+          - name: cleanup
+            tar: delete.tar
+        config:
+          labels: {org.opencontainers.image.title: wh}
+          volumes: [/data]
+        """)
+    assert cli("build", manifest, "-o", tmp_path / "image.tar", capsys=capsys)[0] == 0
+    code, out, _ = cli("inspect", tmp_path / "image.tar", "--json", capsys=capsys)
+    report = json.loads(out)
+    assert [f["path"] for f in report["largest_files"]] == ["/app/app.txt"]
+    assert report["files"] == 1 and report["content_size"] == 100
+    assert [l["files"] for l in report["layers"]] == [2, 0]
+    code, out, _ = cli("inspect", tmp_path / "image.tar", capsys=capsys)
+    assert "label     org.opencontainers.image.title=wh" in out and "volumes   /data" in out

@@ -17,20 +17,18 @@ from __future__ import annotations
 import base64
 import io
 import json
-import posixpath
 import shutil
 from pathlib import Path
 
 from ..oci.image import Layer
 from ..sinks.atomic import atomic_file
 from .entries import Entry, Kind, image_path
+from .whiteouts import WHITEOUT, apply_whiteouts, whiteout_target
 
 ELF_MAGIC = b"\x7fELF"
 KEEP_CONTENT = frozenset({"/etc/passwd", "/etc/group"})
 """Small files whose content the build reads back (to resolve ``config.user``)."""
 INDEX_FORMAT = 1
-_WHITEOUT = ".wh."
-_OPAQUE = ".wh..wh..opq"
 _KINDS = {kind.value: kind for kind in Kind}
 
 
@@ -154,28 +152,15 @@ def _write_index(record: Path, rows: list[list]) -> None:
 
 def merge(view: dict[str, Entry], entries: list[Entry]) -> None:
     """Lay ``entries`` (one layer) over ``view``, applying whiteouts."""
-    marked = [e for e in entries if _WHITEOUT in e.path
-              and posixpath.basename(e.path).startswith(_WHITEOUT)]
-    for entry in marked:
-        directory, name = posixpath.split(entry.path)
-        if name == _OPAQUE:
-            _remove_below(view, directory)
-        else:
-            hidden = posixpath.join(directory, name[len(_WHITEOUT):])
-            view.pop(hidden, None)
-            _remove_below(view, hidden)
-    skip = {id(e) for e in marked}
+    whiteouts = [(e, hidden) for e in entries
+                 if WHITEOUT in e.path and (hidden := whiteout_target(e.path)) is not None]
+    apply_whiteouts(view, [hidden for _, hidden in whiteouts])
+    skip = {id(e) for e, _ in whiteouts}
     get = view.get
     for entry in entries:
         if skip and id(entry) in skip:
             continue
         old = get(entry.path)
         if old is not None and old.kind is Kind.DIR and entry.kind is not Kind.DIR:
-            _remove_below(view, entry.path)
+            apply_whiteouts(view, [(entry.path, True)])  # a file replaces a directory tree
         view[entry.path] = entry
-
-
-def _remove_below(view: dict[str, Entry], directory: str) -> None:
-    prefix = directory.rstrip("/") + "/"
-    for path in [p for p in view if p.startswith(prefix)]:
-        del view[path]

@@ -27,7 +27,7 @@ from ..layers.entries import image_path
 from ..layers.reader import iter_members
 from ..oci.image import Image
 from ..oci.types import BASE_NAME_ANNOTATION
-from .walk import apply_whiteouts, whiteout_target
+from ..layers.whiteouts import apply_whiteouts, whiteout_target
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 DEFAULT_FAIL_ON = "medium"

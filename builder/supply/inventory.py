@@ -24,7 +24,7 @@ from urllib.parse import quote
 from ..layers.reader import iter_members
 from ..oci.image import Image
 from .licenses import spdx_expression, spdx_id
-from .walk import apply_whiteouts, whiteout_target
+from ..layers.whiteouts import apply_whiteouts, whiteout_target
 
 MAX_METADATA_BYTES = 1 << 20
 _STATUS_D = re.compile(r"^/var/lib/dpkg/status\.d/([^/]+)$")

@@ -14,7 +14,7 @@ import posixpath
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -94,8 +94,18 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
     with tempfile.TemporaryDirectory(prefix="ocibuild-") as tmp:
         work = Path(tmp)
         view: dict[str, Entry] = {}
+        sized = []
         for layer in base.layers:
-            merge(view, blob_layer_entries(layer, work, ctx.cache_dir / "views"))
+            entries, tar_bytes = blob_layer_entries(layer, work, ctx.cache_dir / "views")
+            merge(view, entries)
+            sized.append(layer if layer.uncompressed_size is not None
+                         else replace(layer, uncompressed_size=tar_bytes))
+        # A pulled layer's uncompressed size is known once it has been read (for the
+        # summary; the manifest does not carry it).
+        image = replace(base, layers=tuple(sized))
+        by_digest = {layer.digest: layer for layer in sized}
+        result.layers = [replace(r, layer=by_digest.get(r.layer.digest, r.layer))
+                         for r in result.layers]
         library_path: dict[str, list[str]] = {}
         # Layers are built concurrently (each compresses on the shared pool too);
         # they are appended in manifest order, so the image does not depend on timing.
@@ -264,8 +274,6 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
                    created: str) -> tuple[Image, list[LayerReport], list[str]]:
     """A base pulled from a registry (verified into the cache), its layers reused as-is."""
     import copy
-
-    from dataclasses import replace
 
     from .registry.base import load_base
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 from pathlib import Path
@@ -64,6 +65,9 @@ def test_manifest_on_a_pinned_registry_base(tmp_path, registry, busybox, capsys)
     base = read_image(tmp_path / "base" / "base.tar")
     assert [l.diff_id for l in image.layers[:1]] == [l.diff_id for l in base.layers]
     assert image.layers[0].digest == base.layers[0].digest  # reused, not re-compressed
+    with base.layers[0].opener() as blob:  # the summary knows the pulled layer's tar size
+        assert json.loads(out)["layers"][0]["uncompressed_size"] == len(
+            gzip.decompress(blob.read()))
     config = image.config["config"]
     assert config["Entrypoint"] == ["/bin/busybox", "sh", "-c"]  # inherited
     assert config["User"] == "1000"

@@ -28,7 +28,7 @@ from .whiteouts import WHITEOUT, apply_whiteouts, whiteout_target
 ELF_MAGIC = b"\x7fELF"
 KEEP_CONTENT = frozenset({"/etc/passwd", "/etc/group"})
 """Small files whose content the build reads back (to resolve ``config.user``)."""
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2
 _KINDS = {kind.value: kind for kind in Kind}
 
 
@@ -57,23 +57,27 @@ class _ElfCopies:
         return self._copies[path]
 
 
-def blob_layer_entries(layer: Layer, workdir: Path, index_dir: Path | None = None) -> list[Entry]:
-    """Entries of a finished layer, from its index in ``index_dir`` when there is one
-    (made and kept there otherwise). ELF files open their copy in ``workdir``,
-    :data:`KEEP_CONTENT` files their content, every other file reads as empty."""
+def blob_layer_entries(layer: Layer, workdir: Path,
+                       index_dir: Path | None = None) -> tuple[list[Entry], int]:
+    """Entries of a finished layer and the length of its tar stream, from its index in
+    ``index_dir`` when there is one (made and kept there otherwise). ELF files open
+    their copy in ``workdir``, :data:`KEEP_CONTENT` files their content, every other
+    file reads as empty."""
     record = index_dir / f"{layer.diff_id.split(':', 1)[-1]}.json" if index_dir else None
-    rows = _read_index(record) if record is not None else None
-    if rows is None:
+    index = _read_index(record) if record is not None else None
+    if index is None:
         copies: dict[str, Path] = {}
-        rows = _scan(layer, workdir, copies)
+        rows, tar_bytes = _scan(layer, workdir, copies)
         if record is not None:
-            _write_index(record, rows)
-        return _entries(rows, lambda path: (lambda p=copies[path]: open(p, "rb")))
-    return _entries(rows, _ElfCopies(layer, workdir).opener)
+            _write_index(record, rows, tar_bytes)
+        return _entries(rows, lambda path: (lambda p=copies[path]: open(p, "rb"))), tar_bytes
+    rows, tar_bytes = index
+    return _entries(rows, _ElfCopies(layer, workdir).opener), tar_bytes
 
 
-def _scan(layer: Layer, workdir: Path, copies: dict[str, Path]) -> list[list]:
-    """Stream ``layer`` once: its index rows, ELF files copied to ``workdir``.
+def _scan(layer: Layer, workdir: Path, copies: dict[str, Path]) -> tuple[list[list], int]:
+    """Stream ``layer`` once: its index rows and tar length, ELF files copied to
+    ``workdir``.
 
     A row is ``[path, kind, mode, uid, gid, size, target, content]`` where
     ``content`` is True for an ELF file, base64 text for a :data:`KEEP_CONTENT`
@@ -82,7 +86,8 @@ def _scan(layer: Layer, workdir: Path, copies: dict[str, Path]) -> list[list]:
     from .reader import iter_members  # tarfile and decompressors: only on an index miss
 
     rows: list[list] = []
-    for index, (member, tar, info) in enumerate(iter_members(layer)):
+    tar_bytes: list[int] = []
+    for index, (member, tar, info) in enumerate(iter_members(layer, on_end=tar_bytes.append)):
         if member.path == "/":
             continue
         mode = info.mode & 0o7777
@@ -109,7 +114,7 @@ def _scan(layer: Layer, workdir: Path, copies: dict[str, Path]) -> list[list]:
                 content = base64.b64encode(head + stream.read()).decode("ascii")
             rows.append([member.path, Kind.FILE.value, mode, info.uid, info.gid, info.size,
                          "", content])
-    return rows
+    return rows, tar_bytes[0]
 
 
 def _entries(rows: list[list], elf_opener) -> list[Entry]:
@@ -127,25 +132,26 @@ def _entries(rows: list[list], elf_opener) -> list[Entry]:
     return entries
 
 
-def _read_index(record: Path) -> list[list] | None:
-    """The rows kept in ``record``; None when it is missing or not one of ours."""
+def _read_index(record: Path) -> tuple[list[list], int] | None:
+    """The rows and tar length kept in ``record``; None when it is missing or not ours."""
     try:
         data = json.loads(record.read_bytes())
         rows = data["rows"] if data.get("format") == INDEX_FORMAT else None
-        if isinstance(rows, list) and all(isinstance(r, list) and len(r) == 8
-                                          and r[1] in _KINDS for r in rows):
-            return rows
+        tar_bytes = data["tar_bytes"]
+        if isinstance(rows, list) and isinstance(tar_bytes, int) and all(
+                isinstance(r, list) and len(r) == 8 and r[1] in _KINDS for r in rows):
+            return rows, tar_bytes
     except (OSError, ValueError, AttributeError, KeyError):
         pass
     return None
 
 
-def _write_index(record: Path, rows: list[list]) -> None:
+def _write_index(record: Path, rows: list[list], tar_bytes: int) -> None:
     """Keep the index (write then rename); a cache that cannot be written is skipped."""
     try:
         with atomic_file(record) as out:
-            out.write(json.dumps({"format": INDEX_FORMAT, "rows": rows},
-                                 separators=(",", ":")).encode())
+            out.write(json.dumps({"format": INDEX_FORMAT, "tar_bytes": tar_bytes,
+                                  "rows": rows}, separators=(",", ":")).encode())
     except OSError:
         pass
 

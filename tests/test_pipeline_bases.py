@@ -57,6 +57,7 @@ def test_manifest_on_a_pinned_registry_base(tmp_path, registry, busybox, capsys)
     (app / "hello.txt").parent.mkdir()
     (app / "hello.txt").write_text("world")
     manifest = write(app / "ocibuild.yaml", APP_MANIFEST.format(base=f"{repo}@{digest}"))
+    capsys.readouterr()  # the base's build printed too
     code, out, err = cli("build", manifest, "-o", app / "app.tar", "--json", capsys=capsys)
     assert code == 0, err
     assert "not pinned" not in err

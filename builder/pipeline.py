@@ -95,8 +95,13 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         work = Path(tmp)
         view: dict[str, Entry] = {}
         sized = []
+        # The files whose libraries the closure checks: those of the layers this build
+        # makes (a base built from a definition included), not a pulled base's.
+        roots: set[str] = set()
         for layer in base.layers:
             entries, tar_bytes = blob_layer_entries(layer, work, ctx.cache_dir / "views")
+            if manifest.base.kind == "definition":
+                roots.update(_file_paths(entries))
             merge(view, entries)
             sized.append(layer if layer.uncompressed_size is not None
                          else replace(layer, uncompressed_size=tar_bytes))
@@ -107,6 +112,9 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         result.layers = [replace(r, layer=by_digest.get(r.layer.digest, r.layer))
                          for r in result.layers]
         library_path: dict[str, list[str]] = {}
+        env_dirs = _env_library_path(base, manifest.config)
+        if env_dirs:  # LD_LIBRARY_PATH in the config applies to every program
+            library_path["/"] = env_dirs
         # Layers are built concurrently (each compresses on the shared pool too);
         # they are appended in manifest order, so the image does not depend on timing.
         # What the tar writer saw of each file (ELF magic or not), top layer winning,
@@ -127,6 +135,7 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                     raise ManifestError(str(e), file=str(manifest.file), line=spec.line,
                                         field=f"layers[{spec.name}]") from e
                 detail = frozen or _count(entries)
+                roots.update(_file_paths(entries))
                 merge(view, entries)
                 future = builds.submit(_build_or_reuse, entries, spec.name, manifest, ctx,
                                        created, spec.keep_special_bits)
@@ -138,7 +147,7 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                 result.layers.append(LayerReport(spec.name, detail, layer, cached or reused))
             pending.clear()  # the entries now live on in the view only
         libraries = _library_closure(view, library_path, manifest, ctx, created, result,
-                                     known, image)
+                                     known, image, roots)
         if libraries is not None:
             image = append_layers(image, libraries.layer)
             result.layers.append(libraries)
@@ -187,19 +196,22 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
                      manifest: Manifest,
                      ctx: BuildContext, created: str,
                      result: BuildResult, known: dict[str, None],
-                     image: Image) -> LayerReport | None:
-    """Check every ELF file's libraries resolve in the image; add host ones if allowed."""
+                     image: Image, roots: set[str]) -> LayerReport | None:
+    """Check that the libraries of the ELF files in ``roots`` resolve in the image; add
+    host ones if allowed."""
     from .sources.closure import DEFAULT_SEARCH_DIRS, resolve_closure
 
     host = manifest.libraries_from == "host"
     # An image whose layers were all seen complete before needs no second look: the
-    # verdict is keyed by every layer's diff_id and the loader's search path.
+    # verdict is keyed by every layer's diff_id (which of them are checked follows
+    # from the kind of base) and the loader's search path.
     verdict = ctx.cache_dir / "closure" / layer_cache_key(
-        "closure-ok", [layer.diff_id for layer in image.layers],
+        "closure-ok", [layer.diff_id for layer in image.layers], manifest.base.kind,
         sorted(library_path.items()), DEFAULT_SEARCH_DIRS)
     if verdict.exists():
         return None
-    closure = resolve_closure(view, library_path=library_path, host=host, known=known)
+    closure = resolve_closure(view, library_path=library_path, host=host, known=known,
+                              roots=roots)
     if not closure.host_entries:
         _touch(verdict)
         return None
@@ -211,6 +223,21 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
     entries = normalize(closure.host_entries)
     layer, reused = _build_or_reuse(entries, "libraries", manifest, ctx, created, False)
     return LayerReport("libraries", f"{len(libs)} from host", layer, reused)
+
+
+def _file_paths(entries: list[Entry]) -> list[str]:
+    return [e.path for e in entries if e.kind is Kind.FILE or e.kind is Kind.HARDLINK]
+
+
+def _env_library_path(base: Image, spec: ConfigSpec) -> list[str]:
+    """The absolute dirs of ``LD_LIBRARY_PATH`` in the image's config: the manifest's
+    ``env`` if it sets it, else the base's."""
+    value = dict(spec.env).get("LD_LIBRARY_PATH")
+    if value is None:
+        for item in (base.config.get("config") or {}).get("Env") or []:
+            if item.startswith("LD_LIBRARY_PATH="):
+                value = item.split("=", 1)[1]
+    return [d for d in (value or "").split(":") if d.startswith("/")]
 
 
 def _touch(path: Path) -> None:

@@ -202,3 +202,46 @@ def test_push_mounts_the_base_layers_from_the_base_repository(tmp_path, registry
     pulled = json.loads(skopeo("inspect", "--tls-verify=false",
                                f"docker://{registry.host}/apps/hello:2"))
     assert len(pulled["Layers"]) == 2
+
+
+ENV_BASE_MANIFEST = """\
+image: bases/envlibs:1
+layers:
+  - name: tool
+    files:
+      - {{src: truth, dest: /opt/t/true, mode: "0755"}}
+      - {{src: libc.so.6, dest: /opt/t/lib/libc.so.6}}
+      - {{src: ld.so, dest: /lib64/ld-linux-x86-64.so.2, mode: "0755"}}
+{config}"""
+
+
+def test_ld_library_path_in_the_config_is_searched_and_a_base_is_not_checked_again(
+        tmp_path, registry, capsys):
+    """A program whose libraries are found through LD_LIBRARY_PATH (the config's env)
+    passes the closure; an image built on such a base checks only its own files."""
+    root = tmp_path / "base"
+    root.mkdir()
+    shutil.copy("/usr/bin/true", root / "truth")
+    shutil.copy("/lib/x86_64-linux-gnu/libc.so.6", root / "libc.so.6")
+    shutil.copy("/lib64/ld-linux-x86-64.so.2", root / "ld.so")
+    bare = write(root / "bare.yaml", ENV_BASE_MANIFEST.format(config=""))
+    code, _, err = cli("build", bare, "-o", root / "bare.tar", capsys=capsys)
+    assert code == 1 and "/opt/t/true needs libc.so.6" in err
+    manifest = write(root / "ocibuild.yaml", ENV_BASE_MANIFEST.format(
+        config="config:\n  env: {LD_LIBRARY_PATH: /opt/t/lib}\n"))
+    code, _, err = cli("build", manifest, "-o", root / "base.tar", capsys=capsys)
+    assert code == 0, err
+    repo = f"{registry.host}/bases/envlibs"
+    skopeo("copy", "--dest-tls-verify=false", f"oci-archive:{root / 'base.tar'}",
+           f"docker://{repo}:1")
+    digest = json.loads(skopeo("inspect", "--tls-verify=false", f"docker://{repo}:1"))["Digest"]
+    app = write(tmp_path / "app.yaml", f"image: apps/onenv:1\nbase: {repo}@{digest}\n"
+                "layers: []\nconfig:\n  env: {MODE: x}\n")
+    code, _, err = cli("build", app, "-o", tmp_path / "app.tar", capsys=capsys)
+    assert code == 0, err
+    # The manifest may drop the variable: the base's program is then the base's
+    # business, not this build's.
+    app = write(tmp_path / "app.yaml", f"image: apps/onenv:1\nbase: {repo}@{digest}\n"
+                "layers: []\nconfig:\n  env: {LD_LIBRARY_PATH: ''}\n")
+    code, _, err = cli("build", app, "-o", tmp_path / "app2.tar", capsys=capsys)
+    assert code == 0, err

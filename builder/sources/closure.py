@@ -71,7 +71,8 @@ def resolve_closure(files: Mapping[str, Entry], *,
                     host: bool = False,
                     host_root: Path = Path("/"), runner: Runner = subprocess.run,
                     strict: bool = True,
-                    known: Mapping[str, ElfInfo | None] | None = None) -> ClosureResult:
+                    known: Mapping[str, ElfInfo | None] | None = None,
+                    roots: Iterable[str] | None = None) -> ClosureResult:
     """Check (and with ``host=True`` complete) the library closure of an image view.
 
     ``files`` maps image paths to entries (symlinks and hard links are followed
@@ -88,11 +89,20 @@ def resolve_closure(files: Mapping[str, Entry], *,
     would give (an :class:`ElfInfo`, or None for anything not a loadable ELF
     file), so they are not opened again; the pipeline fills it from what the tar
     writer saw. Files not in it are read through their openers.
+
+    ``roots``, if given, limits the check to the closure of those image paths
+    (the files of the layers being built): the files of a base image are then
+    only providers, since whoever built the base answers for them, and they may
+    rely on an environment their own entrypoint sets up.
     """
     view = _View(dict(files))
     infos = _ElfCache(view, known)
     hostlibs = _HostLibraries(host_root, search_dirs, runner) if host else None
-    pending = deque(sorted(_maybe_elf_files(view, infos.known)))
+    candidates = _maybe_elf_files(view, infos.known)
+    if roots is not None:
+        wanted_roots = set(roots)
+        candidates = [p for p in candidates if p in wanted_roots]
+    pending = deque(sorted(candidates))
     elf_files = 0
     missing: list[tuple[str, str]] = []
     added: dict[str, Entry] = {}

@@ -71,3 +71,22 @@ def test_a_replaced_output_is_rewritten(tmp_path, capsys):
     out.write_bytes(saved)  # same bytes, but a new file: nothing recorded vouches for it
     assert _build(tmp_path, capsys)["output_written"] is True
     assert out.read_bytes() == saved
+
+
+def test_temp_files_of_killed_builds_are_removed(tmp_path, capsys):
+    """A build killed with SIGKILL leaves its temp file; the next build removes it,
+    but never the temp file of a build still running."""
+    import subprocess
+    import sys
+
+    (tmp_path / "app.txt").write_text("one")
+    write(tmp_path / "ocibuild.yaml", MANIFEST)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".image.tar.{dead.pid}.abcd1234.tmp"
+    running = tmp_path / f".image.tar.{os.getpid()}.efgh5678.tmp"
+    stale.write_bytes(b"x" * 1000)
+    running.write_bytes(b"y")
+    _build(tmp_path, capsys)
+    assert not stale.exists() and running.exists()
+    validate_image(read_image(tmp_path / "image.tar"))

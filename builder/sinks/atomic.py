@@ -13,17 +13,24 @@ from ..errors import InputError
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[BinaryIO]:
+def atomic_file(path: Path, *, remove_stale: bool = False) -> Iterator[BinaryIO]:
     """Yield a temp file beside ``path``; rename it over ``path`` only on success.
 
     An interrupted or failed write leaves ``path`` as it was. There is no fsync:
     like ``tar``, ``docker save`` and the layer cache, the output is safe against
     the build being killed, not against the machine losing power (an fsync of a
     100 MB image costs more than the rest of a no-op rebuild).
+
+    The temp file's name holds the writer's pid. With ``remove_stale``, temp files
+    for ``path`` left by writers that no longer run (a build killed with SIGKILL,
+    which nothing can clean up after) are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if remove_stale:
+        _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             yield out
@@ -33,6 +40,32 @@ def atomic_file(path: Path) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Unlink ``.<name>.<pid>.*.tmp`` beside ``path`` whose pid is not a live process."""
+    prefix = f".{path.name}."
+    try:
+        names = [n for n in os.listdir(path.parent)
+                 if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(path.parent / name)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: alive, someone else's
+        return True
+    return True
 
 
 @contextlib.contextmanager

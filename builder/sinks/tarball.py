@@ -103,7 +103,7 @@ def write_tarball(image: Image, path: Path, name: str | None, epoch: int = 0,
                          + ".json") if stamp_dir is not None else None
     if stamp is not None and _stamp_matches(stamp, path, identity):
         return False
-    with atomic_file(path) as out:
+    with atomic_file(path, remove_stale=True) as out:
         _write_archive(out.fileno(), members, epoch)
     if stamp is not None:
         _record_stamp(stamp, path, identity)

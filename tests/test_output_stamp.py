@@ -90,3 +90,41 @@ def test_temp_files_of_killed_builds_are_removed(tmp_path, capsys):
     _build(tmp_path, capsys)
     assert not stale.exists() and running.exists()
     validate_image(read_image(tmp_path / "image.tar"))
+
+
+def test_a_damaged_cached_layer_is_rebuilt_not_used(tmp_path, capsys, monkeypatch):
+    """A cache blob changed in place (same size) is caught by its changed status, then
+    its digest: the layer is built again and the image is intact."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("OCIBUILD_CACHE", str(cache))
+    (tmp_path / "app.txt").write_text("one" * 1000)
+    write(tmp_path / "ocibuild.yaml", MANIFEST)
+    first = _build(tmp_path, capsys)
+    blob = cache / "blobs" / "sha256" / first["layers"][0]["digest"].split(":", 1)[1]
+    data = bytearray(blob.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    blob.write_bytes(bytes(data))
+    (tmp_path / "image.tar").unlink()
+    again = _build(tmp_path, capsys)
+    assert again["digest"] == first["digest"] and again["layers"][0]["cached"] is False
+    validate_image(read_image(tmp_path / "image.tar"))
+    # touched but not changed: hashed once, used, and trusted again afterwards
+    os.utime(blob)
+    assert _build(tmp_path, capsys, "--tag", "t/stamp:3")["layers"][0]["cached"] is True
+
+
+def test_temp_blobs_of_killed_builds_leave_the_cache(tmp_path, capsys, monkeypatch):
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("OCIBUILD_CACHE", str(cache))
+    (tmp_path / "app.txt").write_text("one")
+    write(tmp_path / "ocibuild.yaml", MANIFEST)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (cache / "blobs").mkdir(parents=True)
+    stale = cache / "blobs" / f".layer.{dead.pid}.x1y2z3.tmp"
+    stale.write_bytes(b"half a layer")
+    _build(tmp_path, capsys)
+    assert not stale.exists()

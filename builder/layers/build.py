@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 
 from ..oci.image import Layer
 from ..oci.types import Descriptor
+from ..sinks.atomic import atomic_file, remove_stale_temps
 from .compress import compressor, layer_media_type
 from .entries import Entry, FileOpener
 from .hashio import HashingWriter, ThreadedWriter
@@ -33,7 +34,9 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
     """Write ``entries`` as a deterministic layer blob under ``blob_dir``."""
     ordered = normalize(entries, keep_special_bits=keep_special_bits)
     (blob_dir / "sha256").mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".layer-", dir=blob_dir)
+    _clean_once(blob_dir)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".layer.{os.getpid()}.", suffix=".tmp",
+                                    dir=blob_dir)
     try:
         with os.fdopen(fd, "wb") as raw:
             compressed = HashingWriter(raw)
@@ -61,6 +64,16 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
                  name=name, file_count=stats.files)
 
 
+_cleaned: set[Path] = set()
+
+
+def _clean_once(blob_dir: Path) -> None:
+    """Remove the temp blobs of killed builds, once per process and blob dir."""
+    if blob_dir not in _cleaned:
+        _cleaned.add(blob_dir)
+        remove_stale_temps(blob_dir, ".layer.")
+
+
 def elf_members(blob_dir: Path, diff_id: str) -> list[str] | None:
     """Image paths of the FILE members of layer ``diff_id`` whose data starts with the
     ELF magic, as the tar writer saw them when it built the layer; None if unknown
@@ -85,18 +98,8 @@ def _elf_note(blob_dir: Path, diff_id: str) -> Path:
 
 def _write_json(path: Path, data: object) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(data, out)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path) as out:
+        out.write(json.dumps(data).encode())
 
 
 # -- the layer cache -------------------------------------------------------------------
@@ -134,22 +137,61 @@ def entries_cache_key(entries: Iterable[Entry], *parts: object) -> str:
 
 
 def cached_layer(blob_dir: Path, key: str, make: Callable[[], Layer]) -> tuple[Layer, bool]:
-    """The layer recorded under ``key`` if its blob is intact, else ``make()`` (recorded)."""
+    """The layer recorded under ``key`` if its blob is intact, else ``make()`` (recorded).
+
+    "Intact" is checked cheaply, like the output stamps: the record keeps the blob
+    file's device, inode, size, mtime and ctime as they were when it was recorded.
+    A blob whose status differs (touched, rewritten, copied back) is hashed: if
+    its digest still matches it is used (and the record refreshed), else it is
+    removed and the layer built again, so a damaged cache never reaches an image.
+    """
     record = blob_dir.parent / "layers" / f"{key}.json"
     try:
         data = json.loads(record.read_text())
         path = blob_path(blob_dir, data["digest"])
-        if path.stat().st_size == data["size"]:
-            descriptor = Descriptor(data["media_type"], data["digest"], data["size"])
-            return Layer(descriptor, data["diff_id"], FileOpener(str(path)),
-                         history=data["history"], uncompressed_size=data["uncompressed_size"],
-                         name=data["name"], file_count=data["files"]), True
+        descriptor = Descriptor(data["media_type"], data["digest"], data["size"])
+        layer = Layer(descriptor, data["diff_id"], FileOpener(str(path)),
+                      history=data["history"], uncompressed_size=data["uncompressed_size"],
+                      name=data["name"], file_count=data["files"])
+        if _blob_status(path) == data.get("blob"):
+            return layer, True
+        if _blob_matches(path, descriptor):
+            _record(record, layer, path)
+            return layer, True
+        path.unlink(missing_ok=True)
     except (OSError, ValueError, KeyError, TypeError):
         pass
     layer = make()
+    _record(record, layer, blob_path(blob_dir, layer.digest))
+    return layer, False
+
+
+def _record(record: Path, layer: Layer, blob: Path) -> None:
     _write_json(record, {"digest": layer.digest, "size": layer.size,
                          "media_type": layer.media_type, "diff_id": layer.diff_id,
                          "history": layer.history,
                          "uncompressed_size": layer.uncompressed_size, "name": layer.name,
-                         "files": layer.file_count})
-    return layer, False
+                         "files": layer.file_count,
+                         "blob": _blob_status(blob)})
+
+
+def _blob_status(path: Path) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _blob_matches(path: Path, descriptor: Descriptor) -> bool:
+    """Whether the file at ``path`` has the descriptor's size and sha256."""
+    h = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+                size += len(block)
+    except OSError:
+        return False
+    return size == descriptor.size and "sha256:" + h.hexdigest() == descriptor.digest

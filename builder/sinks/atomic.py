@@ -28,7 +28,7 @@ def atomic_file(path: Path, *, remove_stale: bool = False) -> Iterator[BinaryIO]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if remove_stale:
-        _remove_stale_temps(path)
+        remove_stale_temps(path.parent, f".{path.name}.")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)
     try:
@@ -42,12 +42,11 @@ def atomic_file(path: Path, *, remove_stale: bool = False) -> Iterator[BinaryIO]
         raise
 
 
-def _remove_stale_temps(path: Path) -> None:
-    """Unlink ``.<name>.<pid>.*.tmp`` beside ``path`` whose pid is not a live process."""
-    prefix = f".{path.name}."
+def remove_stale_temps(directory: Path, prefix: str) -> None:
+    """Unlink ``<prefix><pid>.….tmp`` files in ``directory`` whose pid is not a live
+    process: what writers killed with SIGKILL left behind."""
     try:
-        names = [n for n in os.listdir(path.parent)
-                 if n.startswith(prefix) and n.endswith(".tmp")]
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
     except OSError:
         return
     for name in names:
@@ -55,7 +54,7 @@ def _remove_stale_temps(path: Path) -> None:
         if not pid.isdigit() or _alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
-            os.unlink(path.parent / name)
+            os.unlink(directory / name)
 
 
 def _alive(pid: int) -> bool:

@@ -93,6 +93,13 @@ class Row:
         return self.ours / self.peer if self.peer else None
 
 
+def settle() -> None:
+    """Let the kernel finish the writeback of earlier runs (and of deleting their
+    outputs) before a measured run starts, so no run pays for the one before."""
+    os.sync()
+    time.sleep(0.2)
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -221,6 +228,7 @@ class Bench:
         path = self.work / f"{name}-{self._n}"
         shutil.rmtree(path, ignore_errors=True)  # left by an earlier run in --workdir
         path.mkdir(parents=True)
+        settle()
         return path
 
     def compare(self, scenario: str, ours: Callable[[], Run], peers: dict[str, Callable[[], Run]],
@@ -233,6 +241,7 @@ class Bench:
             if rep % 2:
                 order.reverse()
             for name, fn in order:
+                settle()
                 r = fn()
                 times[name].append(r.seconds)
                 if name == "ours":

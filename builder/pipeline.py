@@ -22,7 +22,7 @@ from typing import Callable
 from .errors import InputError, ManifestError, UnsafePathError
 from .layers.build import (build_layer, cached_layer, elf_members, entries_cache_key,
                            layer_cache_key)
-from .layers.entries import Entry, Kind
+from .layers.entries import Entry, Kind, collector_paused
 from .layers.tarwriter import normalize
 from .layers.view import blob_layer_entries, merge
 from .manifest import ConfigSpec, LayerSpec, Manifest
@@ -86,7 +86,16 @@ class BuildContext:
 
 
 def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
-    """Build the image a manifest describes; layer blobs land in the cache."""
+    """Build the image a manifest describes; layer blobs land in the cache.
+
+    Python's cyclic garbage collector is paused meanwhile: a build's objects are
+    long-lived and acyclic, and its passes over them cost ~10 % of a big build.
+    """
+    with collector_paused():
+        return _build_image(manifest, ctx)
+
+
+def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
     created = rfc3339(ctx.epoch)
     base, base_reports, warnings = _base_image(manifest, ctx, created)
     result = BuildResult(base, manifest.image, list(base_reports), list(warnings))

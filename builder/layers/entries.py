@@ -10,10 +10,12 @@ checked with :func:`image_path` so none can escape the image root.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import gc
 import posixpath
 from dataclasses import dataclass, field
-from typing import BinaryIO, Callable
+from typing import BinaryIO, Callable, Iterator
 
 from ..errors import UnsafePathError
 
@@ -135,3 +137,23 @@ def check_symlink_target(link_path: str, target: str) -> None:
         image_path(target)
         return
     image_path(posixpath.join(posixpath.dirname(link_path), target))
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector (if on) while entries pile up.
+
+    A build makes a few long-lived objects per file (entries, their openers and
+    stamps, the image view) and no reference cycles; as they pile up, the
+    collector's passes over all of them cost a tenth of a build of 100 000 small
+    files. The pause is process-wide (other threads' cyclic garbage waits) and
+    ends whatever the body raised; nested pauses end with the outermost.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()

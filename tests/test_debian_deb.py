@@ -99,7 +99,7 @@ def test_ownership_is_kept(tmp_path):
 ])
 def test_members_escaping_the_root_are_refused(tmp_path, member):
     deb = raw_deb(tmp_path / "evil.deb", [(member, b"x")])
-    with DebFile(deb) as f, pytest.raises(UnsafePathError, match="escapes the root"):
+    with DebFile(deb) as f, pytest.raises(UnsafePathError, match="escapes the image root"):
         list(f.data_members(_Store()))
 
 

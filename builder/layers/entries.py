@@ -14,6 +14,7 @@ import contextlib
 import enum
 import gc
 import posixpath
+import tarfile
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
@@ -137,6 +138,28 @@ def check_symlink_target(link_path: str, target: str) -> None:
         image_path(target)
         return
     image_path(posixpath.join(posixpath.dirname(link_path), target))
+
+
+def tar_member_paths(info: tarfile.TarInfo, archive: str) -> tuple[str, str]:
+    """A tar member's image path and, for a link, its checked target (a symlink's as
+    written, a hard link's as an image path; "" otherwise).
+
+    Every archive ocibuild reads (a ``tar:`` layer, a ``.deb``, a pulled layer)
+    goes through here: a member or link that would leave the image root raises
+    :class:`UnsafePathError` naming ``archive`` and the member.
+    """
+    try:
+        path = image_path(info.name)
+        if info.issym():
+            check_symlink_target(path, info.linkname)
+            return path, info.linkname
+        if info.islnk():
+            return path, image_path(info.linkname)
+        return path, ""
+    except UnsafePathError as e:
+        link = f" -> {info.linkname!r}" if info.issym() or info.islnk() else ""
+        raise UnsafePathError(f"{archive}: member {info.name!r}{link} escapes the image "
+                              "root") from e
 
 
 @contextlib.contextmanager

@@ -7,10 +7,9 @@ import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
 
-from ..errors import UnsafePathError
 from ..oci.image import Layer
 from .compress import decompressing_reader
-from .entries import check_symlink_target, image_path
+from .entries import tar_member_paths
 
 
 @dataclass(frozen=True)
@@ -57,16 +56,7 @@ def iter_members(layer: Layer, index: int = 0, *,
         stream = io.BufferedReader(counted, 1 << 20)
         with tarfile.open(fileobj=stream, mode="r|") as tar:
             for info in tar:
-                try:
-                    path = image_path(info.name)
-                    if info.issym():
-                        check_symlink_target(path, info.linkname)
-                    elif info.islnk():
-                        image_path(info.linkname)
-                except UnsafePathError as e:
-                    raise UnsafePathError(f"layer {layer.digest[:19]}…: member {info.name!r}"
-                                          f"{' -> ' + repr(info.linkname) if info.linkname else ''}"
-                                          " escapes the image root") from e
+                path, _ = tar_member_paths(info, f"layer {layer.digest[:19]}…")
                 yield (Member(index, path, info.size, info.mode, info.uid, info.gid,
                               info.type, info.linkname), tar, info)
         if on_end is not None:

@@ -13,9 +13,9 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from ..errors import InputError, UnsafePathError
+from ..errors import InputError
 from ..layers.compress import decompressing_reader
-from ..layers.entries import Entry, Kind, image_path
+from ..layers.entries import Entry, Kind, tar_member_paths
 from ..layers.hashio import SectionReader
 
 
@@ -53,10 +53,7 @@ def tar_entries(path: Path, workdir: Path) -> list[Entry]:
     entries: list[Entry] = []
     files: set[str] = set()
     for m in members:
-        try:
-            dest = image_path(m.name)
-        except UnsafePathError as e:
-            raise UnsafePathError(f"{path}: member {m.name!r} escapes the image root") from e
+        dest, target = tar_member_paths(m, str(path))
         if dest == "/":
             continue
         if m.issparse():
@@ -70,17 +67,8 @@ def tar_entries(path: Path, workdir: Path) -> list[Entry]:
                                  stamp=(stamp, m.offset_data)))
             files.add(dest)
         elif m.issym():
-            try:
-                entries.append(Entry.symlink(dest, m.linkname, m.uid, m.gid))
-            except UnsafePathError as e:
-                raise UnsafePathError(f"{path}: symlink {m.name!r} -> {m.linkname!r} "
-                                      "points outside the image root") from e
+            entries.append(Entry(dest, Kind.SYMLINK, 0o777, m.uid, m.gid, target=target))
         elif m.islnk():
-            try:
-                target = image_path(m.linkname)
-            except UnsafePathError as e:
-                raise UnsafePathError(f"{path}: hard link {m.name!r} -> {m.linkname!r} "
-                                      "points outside the image root") from e
             if target not in files:
                 raise InputError(f"{path}: hard link {m.name!r} points to {m.linkname!r}, "
                                  "which is not an earlier regular file of the archive")

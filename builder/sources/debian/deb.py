@@ -5,7 +5,7 @@ Everything streams: the ar members are windows onto the open file, the tar
 streams are decompressed on the fly and read with ``tarfile`` in stream mode
 (``r|``), and file contents are handed to a ``store`` callable one at a time,
 so memory does not grow with the package size. Member paths are normalized
-with :func:`image_path`, so a member naming ``../x`` is refused.
+with :func:`~builder.layers.entries.tar_member_paths`, so a member naming ``../x`` is refused.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-from ...errors import DebianError, UnsafePathError
-from ...layers.entries import Kind, check_symlink_target, image_path
+from ...errors import DebianError
+from ...layers.entries import Kind, tar_member_paths
 
 _AR_MAGIC = b"!<arch>\n"
 
@@ -168,28 +168,15 @@ class DebFile:
             raise DebianError(f"{self.path}: cannot read data.tar: {e}") from e
 
     def _member(self, info: tarfile.TarInfo, tar: tarfile.TarFile, store: Store) -> Member | None:
-        try:
-            path = image_path(info.name)
-        except UnsafePathError as e:
-            raise UnsafePathError(f"{self.path}: member {info.name!r} escapes the root") from e
+        path, target = tar_member_paths(info, str(self.path))
         if path == "/":
             return None
         mode = info.mode & 0o7777
         if info.isdir():
             return Member(path, Kind.DIR, mode, info.uid, info.gid)
         if info.issym():
-            try:
-                check_symlink_target(path, info.linkname)
-            except UnsafePathError as e:
-                raise UnsafePathError(f"{self.path}: symlink {path} -> {info.linkname} "
-                                      "escapes the root") from e
-            return Member(path, Kind.SYMLINK, 0o777, info.uid, info.gid, target=info.linkname)
+            return Member(path, Kind.SYMLINK, 0o777, info.uid, info.gid, target=target)
         if info.islnk():
-            try:
-                target = image_path(info.linkname)
-            except UnsafePathError as e:
-                raise UnsafePathError(f"{self.path}: hard link {path} -> {info.linkname} "
-                                      "escapes the root") from e
             return Member(path, Kind.HARDLINK, mode, info.uid, info.gid, target=target)
         if info.isreg():
             stream = tar.extractfile(info)

@@ -143,3 +143,23 @@ def test_fail_on_moves_the_threshold(bad):
     report = audit(read_image(bad), fail_on="critical")
     assert {f.id for f in report.failures} == {"private-key", "github-token", "env-secret"}
     assert not report.passed
+
+
+def test_a_renamed_shell_is_found_by_its_content(tmp_path, busybox, capsys):
+    import shutil
+
+    shutil.copy(busybox, tmp_path / "tool")
+    manifest = write(tmp_path / "ocibuild.yaml", """\
+        image: test/renamed:1
+        layers:
+          - name: app
+            files:
+              - {src: tool, dest: /app/bb, mode: "0755"}
+        config:
+          user: "65532"
+        """)
+    assert cli("build", manifest, "-o", tmp_path / "image.tar", "-q", capsys=capsys)[0] == 0
+    code, out, _ = cli("audit", tmp_path / "image.tar", "--json", capsys=capsys)
+    shells = [f for f in json.loads(out)["findings"] if f["id"] == "shell"]
+    assert code == 1 and [f["path"] for f in shells] == ["/app/bb"]
+    assert "BusyBox" in shells[0]["message"]

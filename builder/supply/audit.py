@@ -41,6 +41,8 @@ _BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/l
 _PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
 
 _BLOCK = 1 << 20
+_SHELL_BANNERS = re.compile(rb"BusyBox v[0-9]|GNU bash, version |Toybox [0-9]")
+"""Version banners compiled into shell binaries: a shell under any name is found."""
 _PEM_KEY = re.compile(rb"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY"
                       rb"(?: BLOCK)?)-----")
 _TEXT_LIMIT = 1 << 20
@@ -101,6 +103,8 @@ class _File:
     kind: bytes
     md5: str | None = None
     linkname: str = ""
+    shell: str | None = None
+    """For an ELF program: which shell it is by its content (a renamed busybox)."""
 
 
 @dataclass
@@ -142,11 +146,12 @@ def _scan_layer(scan: _Scan, index: int, layer: Any) -> None:
             continue
         entry = _File(index, info.mode, info.uid, info.type, linkname=info.linkname)
         if info.isfile():
-            entry.md5 = _read_file(scan, tar, info, member.path, index)
+            entry.md5, entry.shell = _read_file(scan, tar, info, member.path, index)
         elif info.islnk():
             target = image_path(info.linkname)
             source = added.get(target) or scan.view.get(target)
             entry.md5 = source.md5 if source else None
+            entry.shell = source.shell if source else None
         added[member.path] = entry
     apply_whiteouts(scan.view, whiteouts)
     for path, entry in added.items():
@@ -157,26 +162,36 @@ def _scan_layer(scan: _Scan, index: int, layer: Any) -> None:
 
 
 def _read_file(scan: _Scan, tar: tarfile.TarFile, info: tarfile.TarInfo, path: str,
-               index: int) -> str:
+               index: int) -> tuple[str, str | None]:
+    """A file's md5 (for dpkg's md5sums) and, for an ELF program, the shell it is;
+    secrets found on the way go to ``scan``."""
     stream = tar.extractfile(info)
     md5 = hashlib.md5(usedforsecurity=False)
     if stream is None:
-        return md5.hexdigest()
+        return md5.hexdigest(), None
     small = info.size <= _TEXT_LIMIT
     head = b""
     tail = b""
     found_key: str | None = None
+    elf: bool | None = None
+    shell: str | None = None
     while True:
         block = stream.read(_BLOCK)
         if not block:
             break
         md5.update(block)
+        if elf is None:
+            elf = block.startswith(b"\x7fELF")
         if small:
             head += block
         if found_key is None:
             m = _PEM_KEY.search(tail + block)
             if m:
                 found_key = m.group(1).decode()
+        if elf and shell is None:
+            banner = _SHELL_BANNERS.search(tail + block)
+            if banner:
+                shell = banner.group(0).split()[0].decode()
         tail = block[-64:]
     if found_key:
         scan.secrets.append((path, index, "private-key", f"a PEM {found_key}"))
@@ -193,7 +208,7 @@ def _read_file(scan: _Scan, tar: tarfile.TarFile, info: tarfile.TarInfo, path: s
                                      "a password/secret/token assignment"))
     if path.startswith("/var/lib/dpkg/status.d/") and path.endswith(".md5sums") and small:
         scan.md5sums[path] = head
-    return md5.hexdigest()
+    return md5.hexdigest(), shell
 
 
 # -- judging -------------------------------------------------------------------------
@@ -247,7 +262,11 @@ def _file_findings(view: dict[str, _File]) -> list[Finding]:
         directory = posixpath.dirname(path)
         is_exec = entry.kind in (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.LNKTYPE,
                                  tarfile.SYMTYPE)
-        if is_exec and directory in _BIN_DIRS or (is_exec and base == "busybox"):
+        if entry.shell and base not in SHELLS:
+            out.append(Finding("shell", "medium", f"{path}: a shell ({entry.shell}, by its "
+                               "content) is present (an attacker's first tool)", path,
+                               entry.layer))
+        elif is_exec and directory in _BIN_DIRS or (is_exec and base == "busybox"):
             if base in SHELLS:
                 out.append(Finding("shell", "medium", f"{path}: a shell is present "
                                    "(an attacker's first tool)", path, entry.layer))

@@ -217,3 +217,28 @@ def test_bad_inputs_are_input_errors(tmp_path: Path) -> None:
     options = _app(tmp_path / "src")
     with pytest.raises(InputError, match="mode"):
         freeze(PyInstallerOptions(entry=options.entry, mode="twodir"), cache_dir=tmp_path)
+
+
+def test_collect_data_of_a_package_in_the_app_folder(tmp_path: Path, shared_cache: Path) -> None:
+    """The app's own packages are copied whole, so ``collect_data`` finds their data;
+    their data is an input (changing it changes the key), a model next to the entry
+    is not."""
+    source = ("import importlib.resources\n"
+              "print(importlib.resources.files('mypkg').joinpath('data/greeting.txt')"
+              ".read_text())\n")
+    options = _app(tmp_path / "src", source)
+    package = tmp_path / "src" / "mypkg"
+    (package / "data").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "data" / "greeting.txt").write_text("hello from a package")
+    (tmp_path / "src" / "model.bin").write_bytes(b"weights")
+    collect = PyInstallerOptions(entry=options.entry, hidden_imports=("mypkg",),
+                                 collect_data=("mypkg",))
+    frozen = freeze(collect, cache_dir=shared_cache)
+    out = subprocess.run([str(frozen.dist_dir / "hello")], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "hello from a package"
+    (tmp_path / "src" / "model.bin").write_bytes(b"other weights")
+    assert freeze(collect, cache_dir=shared_cache).key == frozen.key
+    (package / "data" / "greeting.txt").write_text("changed")
+    assert freeze(collect, cache_dir=shared_cache).key != frozen.key

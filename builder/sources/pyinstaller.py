@@ -404,14 +404,18 @@ def _file_digest(path: Path | None) -> str | None:
 def _source_files(options: PyInstallerOptions) -> tuple[list[Path], list[Path]]:
     """What PyInstaller may read: (files in the app's folder, files outside it).
 
-    Inside: the Python modules, the entry, and whatever ``extra_args`` name there
+    Inside: the Python modules, every file of the app's own packages (directories
+    with an ``__init__.py``, and everything below them: the data ``collect_data``
+    and ``collect_all`` gather), the entry, and whatever ``extra_args`` name there
     (``--add-data data:data``); these are copied to the scratch dir. Outside: what
     ``extra_args`` name by absolute path; PyInstaller reads those in place. Other
     files of the folder (a model, a built image tarball, the manifest) are neither
     hashed nor copied, so changing them does not rerun PyInstaller.
     """
     src = options.entry.parent.resolve()
-    inside = {p for p in _walk(src) if p.suffix in _SOURCE_SUFFIXES} | {options.entry.resolve()}
+    in_package = _PackageDirs(src)
+    inside = {p for p in _walk(src) if p.suffix in _SOURCE_SUFFIXES or in_package(p.parent)}
+    inside.add(options.entry.resolve())
     outside: set[Path] = set()
     for arg in options.extra_args:
         named = (src / arg.split(":")[0]).resolve()
@@ -420,6 +424,22 @@ def _source_files(options: PyInstallerOptions) -> tuple[list[Path], list[Path]]:
         files = _walk(named) if named.is_dir() else [named]
         (inside if named.is_relative_to(src) else outside).update(files)
     return sorted(inside), sorted(outside)
+
+
+class _PackageDirs:
+    """Whether a directory below ``root`` is inside a regular package (it or a parent
+    below ``root`` holds ``__init__.py``); answers are remembered per directory."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._known: dict[Path, bool] = {root: False}
+
+    def __call__(self, directory: Path) -> bool:
+        known = self._known.get(directory)
+        if known is None:
+            known = (directory / "__init__.py").is_file() or self(directory.parent)
+            self._known[directory] = known
+        return known
 
 
 def _walk(top: Path) -> list[Path]:

@@ -12,6 +12,7 @@ turns it into ``error: <message>`` and exit code 1, with no traceback::
     ├── RegistryError        the registry refused a request (status, codes, redacted URL)
     ├── DebianError          the Debian archive, a lock file or a .deb is unusable
     ├── FreezeError          PyInstaller (or pip in its venv) failed
+    │   └── FreezeOptionError  a declared hidden import / collect_data names nothing
     ├── ClosureError         an ELF file needs a library that the image does not hold
     └── SupplyChainError     signing, verification, SBOM or audit failed
 """
@@ -77,6 +78,15 @@ class DebianError(OcibuildError):
 
 class FreezeError(OcibuildError):
     """Freezing a Python app (venv, pip, PyInstaller) failed."""
+
+
+class FreezeOptionError(FreezeError):
+    """A declared freeze option names nothing (a hidden import that does not exist);
+    ``option`` is its name in the manifest (``hidden_imports``), for file:line:field."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class ClosureError(OcibuildError):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 
-from .errors import InputError, ManifestError, UnsafePathError
+from .errors import FreezeOptionError, InputError, ManifestError, UnsafePathError
 from .layers.build import (build_layer, cached_layer, elf_members, entries_cache_key,
                            layer_cache_key)
 from .layers.entries import Entry, Kind, collector_paused
@@ -358,8 +358,12 @@ def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
         return entries, None, False, []
     from .sources.pyinstaller import bundle_entries, freeze
 
-    frozen = freeze(spec.pyinstaller, cache_dir=ctx.cache_dir / "pyinstaller", log=ctx.log,
-                    source_date_epoch=ctx.epoch)
+    try:
+        frozen = freeze(spec.pyinstaller, cache_dir=ctx.cache_dir / "pyinstaller",
+                        log=ctx.log, source_date_epoch=ctx.epoch)
+    except FreezeOptionError as e:
+        raise ManifestError(str(e), file=str(manifest_file), line=spec.line,
+                            field=f"layers[{spec.name}].pyinstaller.{e.option}") from e
     entries.extend(bundle_entries(frozen.dist_dir, spec.dest))
     detail = f"pyinstaller {spec.pyinstaller.entry.name}" + (" (cached)" if frozen.cached else "")
     lib_dirs = [posixpath.join(spec.dest, d) for d in frozen.library_dirs]

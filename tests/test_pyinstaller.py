@@ -110,12 +110,16 @@ def test_options_are_part_of_the_key(tmp_path: Path, shared_cache: Path) -> None
     assert any("--hidden-import" in c for c in runner.calls)
 
 
-def test_pyinstaller_warnings_reach_the_log(tmp_path: Path, shared_cache: Path) -> None:
+def test_pyinstaller_warnings_reach_the_log_also_from_the_cache(tmp_path: Path,
+                                                                shared_cache: Path) -> None:
     options = _app(tmp_path / "src", tag="warnings")
-    lines: list[str] = []
-    freeze(PyInstallerOptions(entry=options.entry, hidden_imports=("no_such_module_xyz",)),
-           cache_dir=shared_cache, log=lines.append)
-    assert "pyinstaller: ERROR: Hidden import 'no_such_module_xyz' not found" in lines
+    warned = PyInstallerOptions(entry=options.entry, collect_submodules=("json",),
+                                extra_args=("--hidden-import", "no_such_module_xyz"))
+    for cached in (False, True):
+        lines: list[str] = []
+        frozen = freeze(warned, cache_dir=shared_cache, log=lines.append)
+        assert frozen.cached is cached
+        assert "pyinstaller: ERROR: Hidden import 'no_such_module_xyz' not found" in lines
 
 
 def test_two_cold_freezes_in_different_dirs_are_byte_identical(tmp_path: Path) -> None:
@@ -242,3 +246,20 @@ def test_collect_data_of_a_package_in_the_app_folder(tmp_path: Path, shared_cach
     assert freeze(collect, cache_dir=shared_cache).key == frozen.key
     (package / "data" / "greeting.txt").write_text("changed")
     assert freeze(collect, cache_dir=shared_cache).key != frozen.key
+
+
+def test_a_declared_hidden_import_that_does_not_exist_is_an_error(tmp_path: Path,
+                                                                  shared_cache: Path) -> None:
+    """PyInstaller reports it and succeeds; the frozen app would fail when it imports it.
+    Nothing is cached, so the next build says it again."""
+    from builder.errors import FreezeOptionError
+
+    options = _app(tmp_path / "src", tag="hidden")
+    bad = PyInstallerOptions(entry=options.entry, hidden_imports=("json", "nosuch.module"))
+    for _ in range(2):
+        with pytest.raises(FreezeOptionError, match="'nosuch.module': no such module") as e:
+            freeze(bad, cache_dir=shared_cache)
+        assert e.value.option == "hidden_imports"
+    with pytest.raises(FreezeOptionError, match="'nosuchpkg': not a package"):
+        freeze(PyInstallerOptions(entry=options.entry, collect_data=("nosuchpkg",)),
+               cache_dir=shared_cache)

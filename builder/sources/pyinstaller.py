@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import FreezeError, InputError
+from ..errors import FreezeError, FreezeOptionError, InputError
 from ..layers.entries import Entry
 from .files import tree_entries
 
@@ -39,6 +39,7 @@ PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-c
 
 MODES = ("onedir", "onefile")
 _KEY_VERSION = "4"  # bump when the layout or the PyInstaller command line changes
+_DIST_VERSION = "2"  # bump when what a freeze checks or keeps changes (the venv stays)
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".venv", "venv", "build", "dist",
               ".mypy_cache", ".pytest_cache"}
 _SOURCE_SUFFIXES = (".py", ".pyw", ".so", ".pth")
@@ -117,15 +118,19 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
     python_id = _python_identity(options.python, runner)
     venv_key = _digest({"v": _KEY_VERSION, "python": python_id, "pins": PYINSTALLER_PINS,
                         "requirements": _file_digest(options.requirements)})
-    dist_key = _digest({"v": _KEY_VERSION, "venv": venv_key, "epoch": epoch,
+    dist_key = _digest({"v": _KEY_VERSION, "dist": _DIST_VERSION, "venv": venv_key,
+                        "epoch": epoch,
                         "sources": _tree_digest(options),
                         "options": _options_for_key(options)})
     cache_dir = Path(cache_dir)
     exe = options.name
     lib_dirs = ("_internal",) if options.mode == "onedir" else ()
     dist = cache_dir / "dist" / dist_key
+    warnings = dist.with_name(dist_key + ".warnings")
     if dist.is_dir():
         log(f"pyinstaller: {options.entry.name}: cached ({dist_key[:12]})")
+        for line in _read_lines(warnings):  # what PyInstaller said when it made it
+            log(f"pyinstaller: {line}")
         return FrozenApp(dist, exe, True, dist_key, lib_dirs)
 
     env = _build_env(epoch)
@@ -151,8 +156,10 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         produced = scratch / "dist" / (exe if options.mode == "onedir" else "")
         if proc.returncode != 0 or not (produced / exe).exists():
             raise FreezeError(_freeze_failure(options, proc, _keep_log(cache_dir, dist_key, proc)))
-        for line in _problems(_output(proc)):
+        problems = _problems(_output(proc))
+        for line in problems:
             log(f"pyinstaller: {line}")
+        _check_declared(options, _output(proc))
         _drop_outside_records(produced)
         if options.strip and options.mode == "onefile":
             log("pyinstaller: strip is not applied in onefile mode (see builder.sources.elfstrip)")
@@ -168,6 +175,7 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         else:
             out.mkdir()
             (produced / exe).rename(out / exe)
+        _write_lines(warnings, problems)
         _publish(out, dist)
     return FrozenApp(dist, exe, False, dist_key, lib_dirs)
 
@@ -327,6 +335,30 @@ def _problems(out: str, most: int = 10) -> list[str]:
     return found[:most] + ([f"... and {len(found) - most} more"] if len(found) > most else [])
 
 
+_MISSING_HIDDEN_IMPORT = re.compile(r"ERROR: Hidden import '([^']+)' not found")
+_NOT_A_PACKAGE = re.compile(r"collect_data_files - skipping data collection for module "
+                            r"'([^']+)' as it is not a package")
+
+
+def _check_declared(options: PyInstallerOptions, out: str) -> None:
+    """Refuse a run in which something the manifest declares was not found (PyInstaller
+    reports it and succeeds; the app would fail at run time). Raised before the
+    bundle is cached, so every build says it until the manifest is fixed."""
+    hidden = [m for m in _MISSING_HIDDEN_IMPORT.findall(out) if m in options.hidden_imports]
+    if hidden:
+        raise FreezeOptionError(
+            f"{', '.join(map(repr, hidden))}: no such module in the app or its requirements "
+            "(check the name, or add the package that provides it to requirements)",
+            "hidden_imports")
+    declared = set(options.collect_data) | set(options.collect_all)
+    not_packages = [m for m in _NOT_A_PACKAGE.findall(out) if m in declared]
+    if not_packages:
+        option = "collect_data" if not_packages[0] in options.collect_data else "collect_all"
+        raise FreezeOptionError(
+            f"{', '.join(map(repr, not_packages))}: not a package of the app or its "
+            "requirements, so it has no data to collect", option)
+
+
 def _keep_log(cache_dir: Path, key: str, proc: "subprocess.CompletedProcess[str]") -> Path | None:
     """Save a failed run's whole output under ``cache_dir/logs``; None if that fails."""
     path = cache_dir / "logs" / f"{key[:16]}.log"
@@ -476,6 +508,22 @@ def _scratch_parent(cache_dir: Path) -> Path:
     path = cache_dir / "tmp"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+
+
+def _write_lines(path: Path, lines: list[str]) -> None:
+    """Keep PyInstaller's warnings beside its cached output (best effort)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    except OSError:
+        pass
 
 
 def _publish(tmp: Path, final: Path) -> None:

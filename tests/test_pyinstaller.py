@@ -188,6 +188,7 @@ def test_failed_freeze_shows_the_log_tail_and_a_fix(tmp_path: Path, shared_cache
     assert "PyInstaller failed to freeze hello.py" in message
     assert "  | " in message and "SyntaxError" in message
     assert "likely fix: fix the syntax error" in message
+    assert f'File "{(tmp_path / "src" / "hello.py").resolve()}", line 2' in message
     full_log = Path(message.split("(full log: ")[1].split(")")[0])
     assert "SyntaxError" in full_log.read_text()
     assert not list((shared_cache / "tmp").iterdir())  # the scratch dir is gone

@@ -155,7 +155,8 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         proc = _run(runner, cmd, cwd=src, env={**env, "PYINSTALLER_CONFIG_DIR": str(scratch)})
         produced = scratch / "dist" / (exe if options.mode == "onedir" else "")
         if proc.returncode != 0 or not (produced / exe).exists():
-            raise FreezeError(_freeze_failure(options, proc, _keep_log(cache_dir, dist_key, proc)))
+            raise FreezeError(_freeze_failure(options, proc, _keep_log(cache_dir, dist_key, proc),
+                                              src))
         problems = _problems(_output(proc))
         for line in problems:
             log(f"pyinstaller: {line}")
@@ -316,8 +317,12 @@ _FIXES: tuple[tuple[str, Callable[[re.Match[str]], str]], ...] = (
 
 
 def _freeze_failure(options: PyInstallerOptions, proc: "subprocess.CompletedProcess[str]",
-                    full_log: Path | None = None) -> str:
+                    full_log: Path | None = None, copy: Path | None = None) -> str:
+    """The error for a failed run; paths into the scratch ``copy`` of the app's folder
+    (a syntax error's ``File "…/app.py", line 2``) name the user's files instead."""
     out = _output(proc)
+    if copy is not None:
+        out = out.replace(str(copy) + "/", str(options.entry.parent.resolve()) + "/")
     where = f" (full log: {full_log})" if full_log else ""
     message = (f"PyInstaller failed to freeze {options.entry.name} (exit {proc.returncode}); "
                f"last lines of its log{where}:\n{_tail(out)}")

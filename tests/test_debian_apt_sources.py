@@ -81,3 +81,9 @@ def test_per_suite_mirrors_fall_through_to_apt_sources(apt_dir):
         "http://security.example.invalid/debian-security"
     env = {"OCIBUILD_DEBIAN_MIRROR": "bookworm-security=file:///srv/security"}
     assert find_mirror("bookworm-security", env=env, apt_dir=apt_dir) == "file:///srv/security"
+
+
+@pytest.mark.parametrize("mirror", ["ftp://x/debian", "deb.example/debian"])
+def test_a_mirror_that_is_not_http_is_refused_clearly(mirror, tmp_path):
+    with pytest.raises(DebianError, match=r"--mirror: .* is not an http://, https:// or file:/"):
+        find_mirror("bookworm", mirror, env={}, apt_dir=tmp_path)

@@ -105,10 +105,13 @@ def find_mirror(suite: str, explicit: str | None = None,
     falls through to the host's apt sources.
     """
     env = os.environ if env is None else env
-    for setting in (explicit, env.get(ENV_MIRROR)):
+    for setting, origin in ((explicit, "--mirror"), (env.get(ENV_MIRROR), f"${ENV_MIRROR}")):
         if setting:
             url = _pick(setting, suite)
             if url:
+                if not url.startswith(("http://", "https://", "file:/")):
+                    raise DebianError(f"{origin}: {url!r} is not an http://, https:// or file:/ "
+                                      "archive URL")
                 return url
     sources = host_sources(apt_dir)
     for source in sources:

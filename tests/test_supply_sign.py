@@ -111,6 +111,9 @@ def test_signing_adds_to_existing_signatures(registry, tmp_path, keys, capsys):
     assert cli("sign", ref, "--key", key, "-a", "build=2", capsys=capsys)[0] == 0
     manifest = fetch_sig_manifest(registry.host, "multi/sig", digest)
     assert len(manifest["layers"]) == 2
+    # signing the same payload again with the same key adds nothing (as cosign)
+    assert cli("sign", ref, "--key", key, "-a", "build=2", capsys=capsys)[0] == 0
+    assert fetch_sig_manifest(registry.host, "multi/sig", digest) == manifest
 
     code, out, err = cli("verify", f"{registry.host}/multi/sig:1", "--key", pub, "--json",
                          capsys=capsys)

@@ -19,7 +19,8 @@ from ..oci.types import Descriptor, sha256_digest
 from ..registry.client import RegistryClient
 from ..registry.push import ClientPool
 from ..registry.reference import Reference, parse_reference
-from .keys import PasswordSource, cosign_password, load_private_key, read_key_file, sign_bytes
+from .keys import (PasswordSource, cosign_password, load_private_key, read_key_file, sign_bytes,
+                   verify_bytes)
 from .simplesigning import (SIGNATURE_ANNOTATION, SIMPLESIGNING_MEDIA_TYPE, docker_reference,
                             make_payload, signature_tag)
 from .store import append_signature
@@ -86,7 +87,16 @@ def sign_with_key(ref: str | Reference, key: ec.EllipticCurvePrivateKey, *,
     signature = base64.b64encode(sign_bytes(key, payload)).decode("ascii")
     desc = Descriptor(SIMPLESIGNING_MEDIA_TYPE, sha256_digest(payload), len(payload),
                       {SIGNATURE_ANNOTATION: signature})
-    manifest_digest, added = append_signature(client, repo, digest, desc, payload)
+    public = key.public_key()
+
+    def signed_by_us(existing: str) -> bool:
+        try:
+            return verify_bytes(public, base64.b64decode(existing, validate=True), payload)
+        except ValueError:
+            return False
+
+    manifest_digest, added = append_signature(client, repo, digest, desc, payload,
+                                              signed_by_us=signed_by_us)
     pinned = reference.with_digest(digest)
     return SignResult(str(pinned), digest, f"{reference.name}:{signature_tag(digest)}",
                       manifest_digest, desc.digest, added)

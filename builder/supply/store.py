@@ -18,7 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..errors import ImageError, RegistryError, SupplyChainError
 from ..oci.types import Descriptor, MediaType, canonical_json, sha256_digest
@@ -83,17 +83,21 @@ def _created() -> str:
 
 
 def append_signature(client: RegistryClient, repo: str, digest: str, payload_desc: Descriptor,
-                     payload: bytes, suffix: str = "sig") -> tuple[str, bool]:
+                     payload: bytes, suffix: str = "sig",
+                     signed_by_us: Callable[[str], bool] | None = None) -> tuple[str, bool]:
     """Add one signed payload layer to ``repo:sha256-<hex>.sig`` (or ``.<suffix>``).
 
     Returns the new signature manifest's digest and whether a layer was added
-    (False when the same payload and signature were already there).
+    (False when the same payload was already there with the same signature, or,
+    as cosign does, with a signature ``signed_by_us`` accepts: signing twice with
+    one key adds nothing).
     """
     existing = fetch_signature_image(client, repo, digest, suffix) or SignatureImage()
     sig = payload_desc.annotations.get(SIGNATURE_ANNOTATION)
     for layer in existing.layers:
-        if layer.digest == payload_desc.digest and \
-                layer.annotations.get(SIGNATURE_ANNOTATION) == sig:
+        theirs = layer.annotations.get(SIGNATURE_ANNOTATION)
+        if layer.digest == payload_desc.digest and (theirs == sig or (
+                theirs is not None and signed_by_us is not None and signed_by_us(theirs))):
             assert existing.manifest_digest is not None
             return existing.manifest_digest, False
     if client.blob_size(repo, payload_desc.digest) is None:

@@ -95,6 +95,7 @@ class BaseSpec:
     kind: str                     # "scratch" | "definition" | "registry"
     path: Path | None = None
     ref: str | None = None
+    line: int = 0                 # where the manifest says it (0: not given)
 
     def describe(self) -> str:
         return {"scratch": "scratch", "definition": str(self.path), "registry": str(self.ref)}[
@@ -199,11 +200,11 @@ def _base(node: Node, folder: Path) -> BaseSpec:
         target = (folder / value).resolve()
         if not target.is_file():
             raise node.error(f"base definition {value!r} not found (looked at {target})")
-        return BaseSpec("definition", path=target)
+        return BaseSpec("definition", path=target, line=node.line)
     if "/" in value or ":" in value or "@" in value:
         if "@" in value and not _DIGEST_REF.search(value):
             raise node.error(f"{value!r}: a digest must be @sha256: followed by 64 hex digits")
-        return BaseSpec("registry", ref=value)
+        return BaseSpec("registry", ref=value, line=node.line)
     raise node.error(f"{value!r} is not scratch, a base definition (.yaml) or a registry "
                      "reference (registry/repo@sha256:…)")
 

@@ -283,7 +283,7 @@ def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext
     if definition.architecture != manifest.platform.architecture:
         raise ManifestError(f"base {path.name} is for {definition.architecture}, the image "
                             f"for {manifest.platform.architecture}", file=str(manifest.file),
-                            field="base")
+                            line=manifest.base.line or None, field="base")
     lock = load_lock(definition)
     key = layer_cache_key("debian-base", BASE_FORMAT, definition.lock_path.read_bytes(),
                           path.read_bytes(), manifest.compression, ctx.epoch)
@@ -317,7 +317,8 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
         base = load_base(manifest.base.ref or "", manifest.platform, strict=ctx.strict,
                          cache_dir=ctx.cache_dir, insecure=ctx.insecure)
     except InputError as e:
-        raise ManifestError(str(e), file=str(manifest.file), field="base") from e
+        raise ManifestError(str(e), file=str(manifest.file), line=manifest.base.line or None,
+                            field="base") from e
     config = copy.deepcopy(base.image.config)
     config["created"] = created
     # The OCI annotations for "built on": what the manifest named, and what it was.

@@ -91,6 +91,7 @@ def test_base_by_tag_warns_and_strict_refuses(tmp_path, registry, busybox, capsy
     assert code == 0 and "not pinned by digest" in err and digest in err
     code, _, err = cli("build", manifest, "-o", app / "b.tar", "--strict", capsys=capsys)
     assert code == 1 and "not pinned by digest" in err
+    assert f"error: {manifest}:2: base: " in err
     assert not (app / "b.tar").exists()
 
 

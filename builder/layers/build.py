@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..cache import file_sha256, file_status
 from ..oci.image import Layer
 from ..oci.types import Descriptor
 from ..sinks.atomic import atomic_file, remove_stale_temps
@@ -153,7 +154,7 @@ def cached_layer(blob_dir: Path, key: str, make: Callable[[], Layer]) -> tuple[L
         layer = Layer(descriptor, data["diff_id"], FileOpener(str(path)),
                       history=data["history"], uncompressed_size=data["uncompressed_size"],
                       name=data["name"], file_count=data["files"])
-        if _blob_status(path) == data.get("blob"):
+        if file_status(path) == data.get("blob"):
             return layer, True
         if _blob_matches(path, descriptor):
             _record(record, layer, path)
@@ -172,26 +173,13 @@ def _record(record: Path, layer: Layer, blob: Path) -> None:
                          "history": layer.history,
                          "uncompressed_size": layer.uncompressed_size, "name": layer.name,
                          "files": layer.file_count,
-                         "blob": _blob_status(blob)})
-
-
-def _blob_status(path: Path) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+                         "blob": file_status(blob)})
 
 
 def _blob_matches(path: Path, descriptor: Descriptor) -> bool:
     """Whether the file at ``path`` has the descriptor's size and sha256."""
-    h = hashlib.sha256()
-    size = 0
     try:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                h.update(block)
-                size += len(block)
+        return (path.stat().st_size == descriptor.size
+                and "sha256:" + file_sha256(path) == descriptor.digest)
     except OSError:
         return False
-    return size == descriptor.size and "sha256:" + h.hexdigest() == descriptor.digest

@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+from ..cache import file_status
 from ..errors import ImageError
 from ..layers.entries import Kind
 from ..layers.tarwriter import BLOCK, RECORD, tar_header
@@ -123,27 +124,19 @@ def _archive_identity(members: list[tuple[str, int, Callable[[], BinaryIO]]],
     return h.hexdigest()
 
 
-def _file_status(path: Path) -> list[int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-
-
 def _stamp_matches(stamp: Path, path: Path, identity: str) -> bool:
     try:
         record = json.loads(stamp.read_bytes())
     except (OSError, ValueError):
         return False
-    status = _file_status(path)
+    status = file_status(path)
     return (isinstance(record, dict) and status is not None
             and record.get("identity") == identity and record.get("status") == status)
 
 
 def _record_stamp(stamp: Path, path: Path, identity: str) -> None:
     """Note what ``path`` now holds; a stamp that cannot be written costs a rewrite."""
-    status = _file_status(path)
+    status = file_status(path)
     try:
         with atomic_file(stamp) as out:
             out.write(json.dumps({"path": os.path.abspath(path), "identity": identity,
@@ -160,9 +153,7 @@ def _write_archive(fd: int, members: list[tuple[str, int, Callable[[], BinaryIO]
 
     def put(data: bytes) -> None:
         nonlocal written
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, data)
         written += len(data)
 
     for dirname in ("blobs", "blobs/sha256"):
@@ -199,10 +190,14 @@ def _copy_exactly(stream: BinaryIO, fd: int, size: int, member: str) -> None:
         block = stream.read(min(left, 1 << 20))
         if not block:
             raise ImageError(f"{member}: the blob ended {left} bytes early")
-        view = memoryview(block)
-        while view:
-            view = view[os.write(fd, view):]
+        _write_all(fd, block)
         left -= len(block)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def write_layout_dir(image: Image, path: Path, name: str | None) -> None:

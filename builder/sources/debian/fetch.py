@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
+from ...cache import file_sha256
 from ...errors import DebianError, DigestMismatchError
 from ...layers.entries import Kind
 from .archive import RequestsTransport, Transport
@@ -28,14 +29,6 @@ from .deb import DebFile, Member
 from .lock import LockedPackage
 
 _MEMBERS_VERSION = 1
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DebCache:
@@ -60,7 +53,7 @@ class DebCache:
         """
         path = self.deb_path(pkg.sha256)
         if path.is_file():
-            if path.stat().st_size == pkg.size and _file_sha256(path) == pkg.sha256:
+            if path.stat().st_size == pkg.size and file_sha256(path) == pkg.sha256:
                 return path
             path.unlink()   # damaged in the cache: fetch it again
         self.debs.mkdir(parents=True, exist_ok=True)
@@ -70,7 +63,7 @@ class DebCache:
         tmp = Path(tmp_name)
         try:
             (transport or RequestsTransport()).get_file(url, tmp)
-            size, digest = tmp.stat().st_size, _file_sha256(tmp)
+            size, digest = tmp.stat().st_size, file_sha256(tmp)
             if size != pkg.size or digest != pkg.sha256:
                 raise DigestMismatchError(f"{url} (package {pkg.name} {pkg.version} from the lock)",
                                           f"sha256:{pkg.sha256} ({pkg.size} bytes)",

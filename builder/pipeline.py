@@ -104,13 +104,13 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         work = Path(tmp)
         view: dict[str, Entry] = {}
         sized = []
-        # The files whose libraries the closure checks: those of the layers this build
-        # makes (a base built from a definition included), not a pulled base's.
-        roots: set[str] = set()
+        # The layers whose files' libraries the closure checks: those this build makes
+        # (a base built from a definition included), not a pulled base's.
+        own: list[list[Entry]] = []
         for layer in base.layers:
             entries, tar_bytes = blob_layer_entries(layer, work, ctx.cache_dir / "views")
             if manifest.base.kind == "definition":
-                roots.update(_file_paths(entries))
+                own.append(entries)
             merge(view, entries)
             sized.append(layer if layer.uncompressed_size is not None
                          else replace(layer, uncompressed_size=tar_bytes))
@@ -144,7 +144,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                     raise ManifestError(str(e), file=str(manifest.file), line=spec.line,
                                         field=f"layers[{spec.name}]") from e
                 detail = frozen or _count(entries)
-                roots.update(_file_paths(entries))
+                own.append(entries)
                 merge(view, entries)
                 future = builds.submit(_build_or_reuse, entries, spec.name, manifest, ctx,
                                        created, spec.keep_special_bits)
@@ -154,9 +154,9 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                 _note_non_elf(known, entries, elf_members(ctx.blob_dir, layer.diff_id))
                 image = append_layers(image, layer)
                 result.layers.append(LayerReport(spec.name, detail, layer, cached or reused))
-            pending.clear()  # the entries now live on in the view only
+            pending.clear()
         libraries = _library_closure(view, library_path, manifest, ctx, created, result,
-                                     known, image, roots)
+                                     known, image, own)
         if libraries is not None:
             image = append_layers(image, libraries.layer)
             result.layers.append(libraries)
@@ -205,9 +205,9 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
                      manifest: Manifest,
                      ctx: BuildContext, created: str,
                      result: BuildResult, known: dict[str, None],
-                     image: Image, roots: set[str]) -> LayerReport | None:
-    """Check that the libraries of the ELF files in ``roots`` resolve in the image; add
-    host ones if allowed."""
+                     image: Image, own: list[list[Entry]]) -> LayerReport | None:
+    """Check that the libraries of the ELF files of the ``own`` layers resolve in the
+    image; add host ones if allowed."""
     from .sources.closure import DEFAULT_SEARCH_DIRS, resolve_closure
 
     host = manifest.libraries_from == "host"
@@ -219,6 +219,8 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
         sorted(library_path.items()), DEFAULT_SEARCH_DIRS)
     if verdict.exists():
         return None
+    roots = {e.path for entries in own for e in entries
+             if e.kind is Kind.FILE or e.kind is Kind.HARDLINK}
     closure = resolve_closure(view, library_path=library_path, host=host, known=known,
                               roots=roots)
     if not closure.host_entries:
@@ -232,10 +234,6 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
     entries = normalize(closure.host_entries)
     layer, reused = _build_or_reuse(entries, "libraries", manifest, ctx, created, False)
     return LayerReport("libraries", f"{len(libs)} from host", layer, reused)
-
-
-def _file_paths(entries: list[Entry]) -> list[str]:
-    return [e.path for e in entries if e.kind is Kind.FILE or e.kind is Kind.HARDLINK]
 
 
 def _env_library_path(base: Image, spec: ConfigSpec) -> list[str]:

@@ -15,20 +15,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import OcibuildError
+from .humanize import count as _count
+from .humanize import short_digest as _short
+from .humanize import size as _human
 
 EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
 
 
-def _human(n: int | None) -> str:
-    if n is None:
-        return "?"
-    if n < 1000 * 1000:
-        return f"{n / 1000:.1f} kB" if n >= 1000 else f"{n} B"
-    return f"{n / 1e6:.1f} MB"
-
-
-def _short(digest: str) -> str:
-    return digest[:19] + "…"
 
 
 def _err(message: str) -> None:
@@ -92,11 +85,14 @@ def cmd_build(args: argparse.Namespace) -> int:
              f"{_short(r.layer.digest)}")
     user = summary["user"] or "root (0)"
     target = f"  →  {out}{'' if written else ' (unchanged)'}" if out else ""
-    print(f"image  {image.digest}  {len(image.layers)} layers  "
+    print(f"image  {image.digest}  {_count(len(image.layers), 'layer')}  "
           f"{_human(image.compressed_size)} compressed, {_human(image.uncompressed_size)} "
           f"uncompressed  user {user}{target}")
     for ref in args.push or []:
         print(f"pushed {ref}@{summary['pushed']}")
+    if out is None and not args.push:
+        _err("nothing written: no -o FILE (or --push REF) given; the digest above is "
+             "the image -o would write")
     return EXIT_OK
 
 
@@ -214,7 +210,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        _err(f"pulled {result['reference']}: {result['layers']} layers → {result['output']}")
+        _err(f"pulled {result['reference']}: {_count(result['layers'], 'layer')} → "
+             f"{result['output']}")
         print(result["pinned"])
     return EXIT_OK
 
@@ -325,7 +322,7 @@ def cmd_verify_attestation(args: argparse.Namespace) -> int:
 
 def _report_verified(args: argparse.Namespace, result: Any, valid: int, what: str) -> int:
     """verify / verify-attestation: a count on stderr, the reference (or JSON) on stdout."""
-    _err(f"verified {result.reference}: {valid} valid {what}(s)"
+    _err(f"verified {result.reference}: {_count(valid, 'valid ' + what)}"
          + (f", {len(result.rejected)} rejected" if result.rejected else ""))
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
@@ -363,8 +360,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         for f in report.findings:
             print(f"{f.severity.upper():<8} {f.id:<16} {f.message}")
         failed = len(report.failures)
-        _err(f"audit {'passed' if report.passed else 'FAILED'}: {len(report.findings)} "
-             f"finding(s), {failed} at or above {report.fail_on}")
+        _err(f"audit {'passed' if report.passed else 'FAILED'}: "
+             f"{_count(len(report.findings), 'finding')}, {failed} at or above "
+             f"{report.fail_on}")
     return EXIT_OK if report.passed else EXIT_USER
 
 
@@ -382,7 +380,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"digest    {report['digest']}")
     print(f"platform  {report['platform']}")
     print(f"size      {_human(report['compressed_size'])} compressed, "
-          f"{_human(report['uncompressed_size'])} uncompressed, {report['files']} files")
+          f"{_human(report['uncompressed_size'])} uncompressed, "
+          f"{_count(report['files'], 'file')}")
     print(f"user      {cfg.get('User') or 'root (0)'}")
     for key, label in (("Entrypoint", "entrypoint"), ("Cmd", "cmd"), ("WorkingDir", "workdir")):
         if cfg.get(key):
@@ -400,7 +399,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print("layers")
     for layer in report["layers"]:
         print(f"  {_short(layer['digest'])}  {_human(layer['size']):>9} compressed  "
-              f"{_human(layer['uncompressed_size']):>9}  {layer['files']:>6} files  "
+              f"{_human(layer['uncompressed_size']):>9}  "
+              f"{_count(layer['files'], 'file'):>11}  "
               f"{layer['name']}")
     print("largest files")
     for f in report["largest_files"]:
@@ -410,10 +410,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 # -- wiring ----------------------------------------------------------------------
 
+_USAGE = """ocibuild MANIFEST.yaml -o image.tar [build options]   (short for: build)
+       ocibuild COMMAND [options]"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ocibuild",
-        description="Build minimal, reproducible OCI images for Python apps, without a daemon.")
+        prog="ocibuild", usage=_USAGE,
+        description="Build minimal, reproducible OCI images for Python apps, without a daemon.",
+        epilog="When the first argument is a .yaml/.yml file, the command is "
+               "build: `ocibuild ocibuild.yaml -o image.tar` is `ocibuild build "
+               "ocibuild.yaml -o image.tar`. `ocibuild build --help` lists its options.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -593,9 +600,20 @@ def _on_sigterm(handler: Any) -> Any:
     return signal.signal(signal.SIGTERM, handler)
 
 
+def _short_form(argv: list[str], commands: Any) -> list[str]:
+    """``ocibuild manifest.yaml …`` means ``ocibuild build manifest.yaml …`` when the
+    first argument is a YAML file's name (no command ends in .yaml)."""
+    if argv and argv[0] not in commands and argv[0].endswith((".yaml", ".yml")):
+        return ["build", *argv]  # a missing file then says "file not found"
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    commands = next(a.choices for a in parser._actions
+                    if isinstance(a, argparse._SubParsersAction))
+    args = parser.parse_args(_short_form(list(sys.argv[1:] if argv is None else argv),
+                                         commands))
     func: Callable[[argparse.Namespace], int] = args.func
     # SIGTERM (CI cancelling a job, `timeout`) unwinds like Ctrl-C, so temporary files
     # are removed and no half-written output is left behind.

@@ -20,6 +20,7 @@ from typing import Callable
 
 
 from .errors import FreezeOptionError, InputError, ManifestError, UnsafePathError
+from .humanize import count
 from .layers.build import (build_layer, cached_layer, elf_members, entries_cache_key,
                            layer_cache_key)
 from .layers.entries import Entry, Kind, collector_paused
@@ -300,7 +301,7 @@ def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext
     if definition.config.user:
         defaults["User"] = definition.config.user
     image = with_config(image, **defaults)
-    detail = f"{definition.name} ({definition.suite}, {len(lock.packages)} packages, locked)"
+    detail = f"{definition.name} ({definition.suite}, {count(len(lock.packages), 'package')}, locked)"
     return image, [LayerReport("base", detail, layer, cached)], []
 
 
@@ -330,7 +331,7 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
 
 def _count(entries: list[Entry]) -> str:
     files = sum(1 for e in entries if e.kind is Kind.FILE or e.kind is Kind.HARDLINK)
-    return f"{files} file{'s' if files != 1 else ''}"
+    return count(files, "file")
 
 
 def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,

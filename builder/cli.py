@@ -42,6 +42,10 @@ def cmd_build(args: argparse.Namespace) -> int:
                        strict=args.strict, insecure=args.insecure)
     if args.output:
         _check_output(Path(args.output), args.format, manifest, ctx.cache_dir)
+        if args.sbom:
+            from .sinks.atomic import check_file_output
+            from .supply.commands import sbom_path
+            check_file_output(sbom_path(Path(args.output), args.sbom), "--sbom")
     result = build_image(manifest, ctx)
     for warning in result.warnings:
         _err(f"warning: {warning}")
@@ -99,11 +103,16 @@ def cmd_build(args: argparse.Namespace) -> int:
 def _check_output(out: Path, fmt: str, manifest: Any, cache_dir: Path) -> None:
     """Refuse an ``-o`` that would destroy an input, before any work is done."""
     from .errors import InputError
+    from .sinks.atomic import check_dir_output, check_file_output
 
     target = out.resolve()
-    if fmt == "oci-archive" and out.is_dir():
+    if fmt == "oci-archive" and out.is_dir() and not out.is_symlink():
         raise InputError(f"-o {out}: is a directory; give a file name for the tarball "
                          "(or --format oci-dir for a layout directory)")
+    if fmt == "oci-dir":
+        check_dir_output(out)
+    else:
+        check_file_output(out)
     inputs = [manifest.file] + [f.src for spec in manifest.layers for f in spec.files]
     inputs += [spec.tar for spec in manifest.layers if spec.tar is not None]
     for path in inputs:
@@ -205,7 +214,9 @@ def _progress(args: argparse.Namespace):
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from .registry.commands import pull
+    from .sinks.atomic import check_file_output
 
+    check_file_output(Path(args.output))
     result = pull(args.ref, args.output, platform=args.platform, insecure=args.insecure)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -335,6 +346,9 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     from .supply.sbom import generate, render
     from .supply.source import open_subject
 
+    if args.output:
+        from .sinks.atomic import check_file_output
+        check_file_output(Path(args.output))
     subject = open_subject(args.image, insecure=args.insecure)
     data = render(generate(subject, args.format))
     if args.output:

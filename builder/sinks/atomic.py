@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -26,6 +28,7 @@ def atomic_file(path: Path, *, remove_stale: bool = False) -> Iterator[BinaryIO]
     which nothing can clean up after) are removed first.
     """
     path = Path(path)
+    check_file_output(path, None)
     path.parent.mkdir(parents=True, exist_ok=True)
     if remove_stale:
         remove_stale_temps(path.parent, f".{path.name}.")
@@ -35,6 +38,7 @@ def atomic_file(path: Path, *, remove_stale: bool = False) -> Iterator[BinaryIO]
         with os.fdopen(fd, "wb") as out:
             yield out
         os.chmod(tmp, 0o644)
+        check_file_output(path, None)  # nothing took its place while we wrote
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -67,24 +71,101 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def check_file_output(path: Path, flag: str | None = "-o") -> None:
+    """Refuse to write a file at ``path`` unless it is new, a regular file or a symlink
+    (the link itself is replaced, never what it points at).
+
+    A rename over a device, FIFO, socket or directory would destroy it (as root,
+    ``-o /dev/null`` would replace the host's ``/dev/null``); writers call this before
+    any work is done, and :func:`atomic_file` again before it renames.
+    """
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise InputError(f"{_name(flag, path)}: cannot use it as an output: {e.strerror}") from e
+    if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+        return
+    raise InputError(f"{_name(flag, path)}: is {_kind(st.st_mode)}, not a regular file; refusing "
+                     "to replace it (give a new file name)")
+
+
+def check_dir_output(path: Path, flag: str | None = "-o") -> None:
+    """Refuse to replace ``path`` with a layout directory unless it does not exist, is
+    empty, or holds nothing but an OCI image layout (see :func:`_foreign_entry`)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise InputError(f"{_name(flag, path)}: cannot use it as an output: {e.strerror}") from e
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{_name(flag, path)}: is {_kind(st.st_mode)}, not an OCI layout "
+                         "directory; refusing to replace it (remove it or choose another -o)")
+    foreign = _foreign_entry(path)
+    if foreign is not None:
+        raise InputError(f"{_name(flag, path)}: is not an OCI layout directory ({foreign}); "
+                         "refusing to replace it (remove it or choose another -o)")
+
+
+_BLOB_NAME = re.compile(r"[a-f0-9]{64}")
+_LAYOUT_FILES = ("oci-layout", "index.json")
+
+
+def _foreign_entry(path: Path) -> str | None:
+    """What in ``path`` an OCI layout writer would not have written (``it holds
+    'notes.txt'``), or None: a layout holds only ``oci-layout``, ``index.json`` and regular files
+    ``blobs/sha256/<64 hex>`` (an empty directory counts as a layout too)."""
+    names = sorted(os.listdir(path))
+    if names and "oci-layout" not in names:
+        return "it has no oci-layout file"
+    for name in names:
+        entry = path / name
+        if name in _LAYOUT_FILES and entry.is_file() and not entry.is_symlink():
+            continue
+        if name != "blobs" or entry.is_symlink() or not entry.is_dir():
+            return f"it holds {name!r}"
+        for algo in sorted(os.listdir(entry)):
+            sub = entry / algo
+            if algo != "sha256" or sub.is_symlink() or not sub.is_dir():
+                return f"it holds 'blobs/{algo}'"
+            for blob in sorted(os.listdir(sub)):
+                st = os.lstat(sub / blob)
+                if not _BLOB_NAME.fullmatch(blob) or not stat.S_ISREG(st.st_mode):
+                    return f"it holds 'blobs/sha256/{blob}'"
+    return None
+
+
+def _name(flag: str | None, path: Path) -> str:
+    return f"{flag} {path}" if flag else str(path)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
 @contextlib.contextmanager
 def atomic_dir(path: Path) -> Iterator[Path]:
     """Yield a temp directory beside ``path``; swap it in only on success.
 
-    An existing ``path`` is replaced only if it is an OCI layout (it holds an
-    ``oci-layout`` file) or empty: ocibuild never deletes a directory it did not
-    write.
+    An existing ``path`` is replaced only if it is empty or holds nothing but an OCI
+    layout (:func:`check_dir_output`): ocibuild never deletes a file it did not write.
     """
     path = Path(path)
-    if path.exists() and not _replaceable_layout(path):
-        raise InputError(f"{path} exists and is not an OCI layout directory; "
-                         "refusing to replace it (remove it or choose another -o)")
+    check_dir_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     os.chmod(tmp, 0o755)
     try:
         yield tmp
         if path.exists():
+            check_dir_output(path)
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
             os.replace(path, old / "x")
             os.replace(tmp, path)
@@ -94,9 +175,3 @@ def atomic_dir(path: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-
-def _replaceable_layout(path: Path) -> bool:
-    if path.is_symlink() or not path.is_dir():
-        return False
-    return (path / "oci-layout").is_file() or not any(path.iterdir())

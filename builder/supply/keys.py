@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ..errors import InputError, SupplyChainError
+from ..sinks.atomic import check_file_output
 
 SIGSTORE_PEM_TYPE = "ENCRYPTED SIGSTORE PRIVATE KEY"
 COSIGN_PEM_TYPE = "ENCRYPTED COSIGN PRIVATE KEY"
@@ -167,6 +168,7 @@ def write_key_pair(prefix: Path, password: PasswordSource, *, force: bool = Fals
     key_path, pub_path = prefix.with_name(prefix.name + ".key"), prefix.with_name(
         prefix.name + ".pub")
     for path in (key_path, pub_path):
+        check_file_output(path, "--output-key-prefix")
         if path.exists() and not force:
             raise InputError(f"{path} already exists; pass --force to overwrite it")
     pair = generate_key_pair(password(True))

@@ -28,11 +28,14 @@ class ManifestError(OcibuildError):
     """A manifest is malformed. The message names file, line and field path."""
 
     def __init__(self, message: str, *, file: str | None = None, line: int | None = None,
-                 field: str | None = None) -> None:
+                 field: str | None = None, column: int | None = None) -> None:
         self.file, self.line, self.field, self.detail = file, line, field, message
+        self.column = column
         where = ""
         if file:
-            where = f"{file}:{line}: " if line else f"{file}: "
+            where = f"{file}: "
+            if line:
+                where = f"{file}:{line}:{column}: " if column else f"{file}:{line}: "
         super().__init__(f"{where}{field + ': ' if field else ''}{message}")
 
 

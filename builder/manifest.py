@@ -29,6 +29,7 @@ file, the line and the field (``iris.yaml:14: layers[1].files[0].mode: …``).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +97,7 @@ class BaseSpec:
     path: Path | None = None
     ref: str | None = None
     line: int = 0                 # where the manifest says it (0: not given)
+    display: str = field(default="", compare=False)  # a definition's name for messages
 
     def describe(self) -> str:
         return {"scratch": "scratch", "definition": str(self.path), "registry": str(self.ref)}[
@@ -127,10 +129,16 @@ class Manifest:
     compression: str = "gzip"
     libraries_from: str = "none"
     raw_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    display: str = field(default="", compare=False)   # the file's name as the user typed it
 
     @property
     def folder(self) -> Path:
         return self.file.parent
+
+    @property
+    def where(self) -> str:
+        """The manifest's name for messages: as typed (``examples/iris/ocibuild.yaml``)."""
+        return self.display or str(self.file)
 
 
 def valid_image_name(name: str) -> bool:
@@ -140,8 +148,8 @@ def valid_image_name(name: str) -> bool:
 
 def load_manifest(path: Path | str) -> Manifest:
     """Read and validate a manifest; raise :class:`ManifestError` on the first problem."""
-    path = Path(path).resolve() if Path(path).exists() else Path(path)
     display = str(path)
+    path = Path(path).resolve() if Path(path).exists() else Path(path)
     root = load(path, display)
     top = root.mapping()
     folder = path.parent
@@ -151,7 +159,7 @@ def load_manifest(path: Path | str) -> Manifest:
         raise image.error(f"{image_name!r} is not a valid image name (lowercase "
                           "[registry/]repo[:tag])")
     platform = top.optional("platform", _platform, Platform())
-    base = top.optional("base", lambda n: _base(n, folder), BaseSpec("scratch"))
+    base = top.optional("base", lambda n: _base(n, folder, display), BaseSpec("scratch"))
     compression = top.optional("compression", lambda n: _choice(n, COMPRESSIONS[:2]), "gzip")
     libraries = top.optional("libraries", _libraries, "none")
     layers_node = top.required("layers")
@@ -166,7 +174,8 @@ def load_manifest(path: Path | str) -> Manifest:
     top.done()
     if not layers and base.kind == "scratch":
         raise layers_node.error("an image on scratch needs at least one layer")
-    return Manifest(path, image_name, platform, base, layers, config, compression, libraries)
+    return Manifest(path, image_name, platform, base, layers, config, compression, libraries,
+                    display=display)
 
 
 # -- field readers -------------------------------------------------------------
@@ -192,7 +201,7 @@ def _libraries(node: Node) -> str:
     return source
 
 
-def _base(node: Node, folder: Path) -> BaseSpec:
+def _base(node: Node, folder: Path, manifest_display: str) -> BaseSpec:
     value = node.str().strip()
     if value == "scratch":
         return BaseSpec("scratch")
@@ -200,7 +209,9 @@ def _base(node: Node, folder: Path) -> BaseSpec:
         target = (folder / value).resolve()
         if not target.is_file():
             raise node.error(f"base definition {value!r} not found (looked at {target})")
-        return BaseSpec("definition", path=target, line=node.line)
+        # named for messages as the user would type it from here, like the manifest
+        display = os.path.normpath(os.path.join(os.path.dirname(manifest_display), value))
+        return BaseSpec("definition", path=target, line=node.line, display=display)
     if "/" in value or ":" in value or "@" in value:
         if "@" in value and not _DIGEST_REF.search(value):
             raise node.error(f"{value!r}: a digest must be @sha256: followed by 64 hex digits")
@@ -230,12 +241,20 @@ def _mode(node: Node) -> int:
     raise node.error(f"\"{text or node.value}\" is not an octal file mode (e.g. \"0644\")")
 
 
-def _image_path(node: Node) -> str:
+def absolute_image_path(node: Node) -> str:
+    """An image path as written: absolute, normalized, inside ``/``. A relative one is
+    refused rather than guessed at (Docker's COPY resolves it against WORKDIR, which
+    silently changes meaning when the workdir does)."""
     text = node.str()
     try:
-        return image_path(text)
+        path = image_path(text)
     except UnsafePathError as e:
         raise node.error(str(e)) from e
+    if not text.startswith("/"):
+        raise node.error(f"{text!r} must be an absolute path (write {path!r}; paths in "
+                         "the image are not relative to config.workdir)")
+    return path
+
 
 
 def _source(node: Node, folder: Path, directory_ok: bool = True) -> Path:
@@ -253,7 +272,7 @@ def _file(node: Node, folder: Path) -> FileSpec:
     f = node.mapping()
     src = _source(f.required("src"), folder)
     dest_node = f.required("dest")
-    dest = _image_path(dest_node)
+    dest = absolute_image_path(dest_node)
     if dest_node.str().endswith("/") and src.is_file():
         dest = dest.rstrip("/") + "/" + src.name
     spec = FileSpec(src, dest, f.optional("mode", _mode, None), f.optional("uid", _id, 0),
@@ -263,7 +282,7 @@ def _file(node: Node, folder: Path) -> FileSpec:
 
 
 def _not_root(node: Node) -> str:
-    path = _image_path(node)
+    path = absolute_image_path(node)
     if path == "/":
         raise node.error("cannot be the image root /")
     return path
@@ -302,7 +321,7 @@ def _layer(node: Node, folder: Path) -> LayerSpec:
     links = tuple(_symlink(n) for n in f.optional("symlinks", Node.list, []))
     tar = f.optional("tar", lambda n: _source(n, folder, directory_ok=False), None)
     pyinstaller = f.optional("pyinstaller", lambda n: _pyinstaller(n, folder), None)
-    dest = f.optional("dest", _image_path, "/app")
+    dest = f.optional("dest", absolute_image_path, "/app")
     keep = f.optional("keep_special_bits", lambda n: n.as_type(bool, "true or false"), False)
     f.done()
     if not (files or dirs or links or tar or pyinstaller):
@@ -395,10 +414,10 @@ def _config(node: Node) -> ConfigSpec:
         entrypoint=f.optional("entrypoint", _command, None),
         cmd=f.optional("cmd", _command, None),
         env=f.optional("env", lambda n: _str_map(n, _ENV_NAME), ()),
-        workdir=f.optional("workdir", _image_path, None),
+        workdir=f.optional("workdir", absolute_image_path, None),
         ports=tuple(_port(n) for n in f.optional("ports", Node.list, [])),
         labels=f.optional("labels", _str_map, ()),
-        volumes=tuple(_image_path(n) for n in f.optional("volumes", Node.list, [])),
+        volumes=tuple(absolute_image_path(n) for n in f.optional("volumes", Node.list, [])),
         stop_signal=f.optional("stop_signal", _stop_signal, None),
         user_line=user_node.line if user_node is not None else 0,
     )

@@ -135,14 +135,14 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
             pending = []
             for spec in manifest.layers:
                 entries, frozen, cached, lib_dirs = _layer_entries(spec, ctx, work,
-                                                                   manifest.file)
+                                                                   manifest.where)
                 for lib_dir in lib_dirs:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
                 try:
                     entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
                                         below=view)
                 except InputError as e:  # a path given as a file and as a directory …
-                    raise ManifestError(str(e), file=str(manifest.file), line=spec.line,
+                    raise ManifestError(str(e), file=manifest.where, line=spec.line,
                                         field=f"layers[{spec.name}]") from e
                 detail = frozen or _count(entries)
                 own.append(entries)
@@ -278,10 +278,10 @@ def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext
     from .sources.debian import BASE_FORMAT, base_entries, load_base_definition
     from .sources.debian.base import load_lock
 
-    definition = load_base_definition(path)
+    definition = load_base_definition(path, manifest.base.display or None)
     if definition.architecture != manifest.platform.architecture:
         raise ManifestError(f"base {path.name} is for {definition.architecture}, the image "
-                            f"for {manifest.platform.architecture}", file=str(manifest.file),
+                            f"for {manifest.platform.architecture}", file=manifest.where,
                             line=manifest.base.line or None, field="base")
     lock = load_lock(definition)
     key = layer_cache_key("debian-base", BASE_FORMAT, definition.lock_path.read_bytes(),
@@ -316,7 +316,7 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
         base = load_base(manifest.base.ref or "", manifest.platform, strict=ctx.strict,
                          cache_dir=ctx.cache_dir, insecure=ctx.insecure)
     except InputError as e:
-        raise ManifestError(str(e), file=str(manifest.file), line=manifest.base.line or None,
+        raise ManifestError(str(e), file=manifest.where, line=manifest.base.line or None,
                             field="base") from e
     config = copy.deepcopy(base.image.config)
     config["created"] = created
@@ -335,7 +335,7 @@ def _count(entries: list[Entry]) -> str:
 
 
 def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
-                   manifest_file: Path) -> tuple[list[Entry], str | None, bool, list[str]]:
+                   manifest_file: str) -> tuple[list[Entry], str | None, bool, list[str]]:
     """A manifest layer's entries, a description of its frozen app (None without
     one), whether a cache served it, and the image dirs its programs add to the
     loader's search path."""
@@ -346,7 +346,7 @@ def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
         try:
             entries.extend(tree_entries(f.src, f.dest, f.mode, f.uid, f.gid))
         except UnsafePathError as e:  # a symlink in the tree that climbs out
-            raise ManifestError(f"{f.src}: {e}", file=str(manifest_file), line=spec.line,
+            raise ManifestError(f"{f.src}: {e}", file=manifest_file, line=spec.line,
                                 field=f"layers[{spec.name}].files[{index}].src") from e
     for s in spec.symlinks:
         entries.append(Entry.symlink(s.path, s.target, s.uid, s.gid))
@@ -362,7 +362,7 @@ def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
         frozen = freeze(spec.pyinstaller, cache_dir=ctx.cache_dir / "pyinstaller",
                         log=ctx.log, source_date_epoch=ctx.epoch)
     except FreezeOptionError as e:
-        raise ManifestError(str(e), file=str(manifest_file), line=spec.line,
+        raise ManifestError(str(e), file=manifest_file, line=spec.line,
                             field=f"layers[{spec.name}].pyinstaller.{e.option}") from e
     entries.extend(bundle_entries(frozen.dist_dir, spec.dest))
     detail = f"pyinstaller {spec.pyinstaller.entry.name}" + (" (cached)" if frozen.cached else "")
@@ -421,7 +421,7 @@ def resolve_user(view: dict[str, Entry], user: str, manifest: Manifest, line: in
         return user
 
     def fail(message: str) -> ManifestError:
-        return ManifestError(message, file=str(manifest.file), line=line or None,
+        return ManifestError(message, file=manifest.where, line=line or None,
                              field="config.user")
 
     uid = gid = None

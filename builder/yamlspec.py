@@ -10,6 +10,7 @@ base-image definitions, so both give errors like::
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -17,6 +18,7 @@ from typing import Any, Callable, TypeVar
 import yaml
 
 from .errors import ManifestError
+from .yamlerrors import syntax_error
 
 T = TypeVar("T")
 
@@ -28,6 +30,7 @@ class Node:
     path: str           # dotted field path, "" for the document root
     file: str
     raw: str | None = None  # a scalar's text as written (without quotes)
+    key_lines: dict[str, int] | None = None  # a mapping's keys: the line each is on
 
     def error(self, message: str) -> ManifestError:
         return ManifestError(message, file=self.file, line=self.line, field=self.path or None)
@@ -92,9 +95,7 @@ def load(path: Path, display: str | None = None) -> Node:
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        raise ManifestError(f"invalid YAML: {e.problem or e}", file=name, line=line) from e
+        raise syntax_error(e, text, name) from e
     except yaml.YAMLError as e:
         raise ManifestError(f"invalid YAML: {e}", file=name) from e
     if root is None:
@@ -124,6 +125,7 @@ def _convert(node: yaml.Node, path: str, file: str) -> Node:
                                 file=file, line=line) from e
         merged = len(node.value) - own  # flatten_mapping puts merged pairs first
         out: dict[str, Node] = {}
+        key_lines: dict[str, int] = {}
         written: set[str] = set()
         for index, (key_node, value_node) in enumerate(node.value):
             key = _construct(key_node, file)
@@ -137,12 +139,18 @@ def _convert(node: yaml.Node, path: str, file: str) -> Node:
                                         line=key_node.start_mark.line + 1, field=child)
                 written.add(key)
             out[key] = _convert(value_node, child, file)
-        return Node(out, line, path, file)
+            key_lines[key] = key_node.start_mark.line + 1
+        return Node(out, line, path, file, key_lines=key_lines)
     if isinstance(node, yaml.SequenceNode):
         return Node([_convert(item, _child_path(path, i), file)
                      for i, item in enumerate(node.value)], line, path, file)
     return Node(_construct(node, file), line, path, file,
                 raw=node.value if isinstance(node.value, str) else None)
+
+
+TYPO_CUTOFF = 0.6
+"""How alike (difflib's ratio, 0..1) an unknown key must be to a known one to be
+reported as its misspelling (``dset`` → ``dest`` is 0.75, ``colour`` → ``config`` 0.33)."""
 
 
 class Fields:
@@ -165,10 +173,25 @@ class Fields:
 
     def required(self, key: str) -> Node:
         node = self.get(key)
+        if node is None:
+            typo = self._misspelt(key)
+            if typo is not None:  # `dset:` for `dest:` says so, not "dest: is required"
+                raise self._unknown(typo, f"did you mean {key!r}?")
         if node is None or node.value is None:
             raise ManifestError("is required", file=self.node.file, line=self.node.line,
                                 field=_child_path(self.node.path, key))
         return node
+
+    def _misspelt(self, key: str) -> str | None:
+        """A key given here, asked for by nobody so far, that looks like ``key``."""
+        untaken = [k for k in self._items if k not in self._taken]
+        close = difflib.get_close_matches(key, untaken, n=1, cutoff=TYPO_CUTOFF)
+        return close[0] if close else None
+
+    def _unknown(self, key: str, hint: str) -> ManifestError:
+        line = (self.node.key_lines or {}).get(key, self._items[key].line)
+        return ManifestError(f"unknown key {key!r} ({hint})", file=self.node.file, line=line,
+                             field=_child_path(self.node.path, key))
 
     def optional(self, key: str, convert: Callable[[Node], T], default: T) -> T:
         node = self.get(key)
@@ -178,10 +201,11 @@ class Fields:
 
     def done(self, allowed_hint: str | None = None) -> None:
         """Raise on the first key that no getter asked for."""
-        for key, node in self._items.items():
+        for key in self._items:
             if key not in self._taken:
                 known = sorted(self._taken)
+                close = difflib.get_close_matches(key, known, n=1, cutoff=TYPO_CUTOFF)
+                if close:
+                    raise self._unknown(key, f"did you mean {close[0]!r}?")
                 hint = allowed_hint or (", ".join(known) if known else "none")
-                raise ManifestError(f"unknown key (known keys here: {hint})",
-                                    file=node.file, line=node.line,
-                                    field=_child_path(self.node.path, key))
+                raise self._unknown(key, f"known keys here: {hint}")

@@ -13,7 +13,6 @@ GOOD_LAYER = """\
 """
 
 CASES = {
-    "bad_yaml": ("image: x/y:1\nlayers: [\n", 3, "invalid YAML"),
     "unknown_key": ("image: x/y:1\nlayers:\n" + GOOD_LAYER + "colour: red\n", 6,
                     "colour: unknown key"),
     "unknown_nested_key": ("image: x/y:1\nlayers:\n  - name: d\n    files:\n"

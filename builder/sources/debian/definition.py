@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ... import yamlspec
-from ...layers.entries import image_path
 from ...manifest import DirectorySpec
+from ...manifest import absolute_image_path as _abs_path
 
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 """The keyring a definition trusts unless it names another (``debian.keyring``)."""
@@ -130,14 +130,6 @@ def _mode(node: yamlspec.Node) -> int:
     raise node.error(f"{node.value!r} is not an octal file mode in quotes (e.g. \"1777\")")
 
 
-def _abs_path(node: yamlspec.Node) -> str:
-    text = node.str()
-    if not text.startswith("/"):
-        raise node.error(f"{text!r} must be an absolute path")
-    try:
-        return image_path(text)
-    except Exception as e:
-        raise node.error(str(e)) from e
 
 
 def _name(node: yamlspec.Node) -> str:
@@ -239,10 +231,11 @@ def _timezone(node: yamlspec.Node) -> str:
     return zone
 
 
-def load_base_definition(path: Path) -> BaseDefinition:
-    """Read a base definition strictly; errors name file, line and field."""
+def load_base_definition(path: Path, display: str | None = None) -> BaseDefinition:
+    """Read a base definition strictly; errors name file (``display``, else ``path``),
+    line and field."""
     path = Path(path)
-    top = yamlspec.load(path).mapping()
+    top = yamlspec.load(path, display).mapping()
     name = top.optional("name", lambda n: n.str(), path.stem)
     deb = top.required("debian").mapping()
     suite = deb.required("suite").str()

@@ -37,9 +37,14 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     signing_key = _check_build_flags(args)
     manifest = _load_build_input(Path(args.manifest), args.tag)
-    ctx = BuildContext(cache_dir=Path(args.cache_dir) if args.cache_dir else default_cache_dir(),
-                       epoch=build_epoch(), log=_err if not args.quiet else (lambda m: None),
-                       strict=args.strict, insecure=args.insecure)
+    from .layercache.tiered import open_cache
+
+    cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
+    layer_cache = open_cache(cache_dir, args.cache_repo, readonly=args.cache_repo_readonly,
+                             required=args.cache_repo_required, insecure=args.insecure)
+    ctx = BuildContext(cache_dir=cache_dir, epoch=build_epoch(),
+                       log=_err if not args.quiet else (lambda m: None),
+                       strict=args.strict, insecure=args.insecure, layer_cache=layer_cache)
     if args.output:
         _check_output(Path(args.output), args.format, manifest, ctx.cache_dir)
         if args.sbom:
@@ -71,12 +76,17 @@ def cmd_build(args: argparse.Namespace) -> int:
         "layers": [{"name": r.name, "detail": r.detail, "digest": r.layer.digest,
                     "diff_id": r.layer.diff_id, "size": r.layer.size,
                     "uncompressed_size": r.layer.uncompressed_size,
-                    "files": r.layer.file_count, "cached": r.cached}
+                    "files": r.layer.file_count, "cached": r.cached, "cache": r.cache}
                    for r in result.layers],
     }
     if args.push:
         from .registry.push import push_image
-        summary["pushed"] = push_image(image, args.push, insecure=args.insecure)
+        summary["pushed"] = push_image(image, args.push, insecure=args.insecure,
+                                       mount_from=layer_cache.mount_sources())
+    for warning in layer_cache.drain_warnings():  # a remote blob read while writing
+        _err(f"warning: {warning}")
+    if args.cache_repo:
+        summary["cache_repo"] = layer_cache.summary()
     if args.sbom or args.sign_key:
         summary.update(_build_supply(args, image, result.name, summary.get("pushed"),
                                      signing_key))
@@ -85,8 +95,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         return EXIT_OK
     width = max([len(r.name) for r in result.layers] + [4])
     for r in [] if args.quiet else result.layers:
-        _err(f"✔ {r.name:<{width}}  {r.detail:<34} {_human(r.layer.uncompressed_size):>9}  "
-             f"{_short(r.layer.digest)}")
+        _err(f"✔ {r.name:<{width}}  {r.detail:<34} {_CACHE_WORDS.get(r.cache, r.cache):<10} "
+             f"{_human(r.layer.uncompressed_size):>9}  {_short(r.layer.digest)}")
     user = summary["user"] or "root (0)"
     target = f"  →  {out}{'' if written else ' (unchanged)'}" if out else ""
     print(f"image  {image.digest}  {_count(len(image.layers), 'layer')}  "
@@ -98,6 +108,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         _err("nothing written: no -o FILE (or --push REF) given; the digest above is "
              "the image -o would write")
     return EXIT_OK
+
+
+_CACHE_WORDS = {"local": "local hit", "remote": "remote hit", "built": "built",
+                "pulled": "pulled"}
 
 
 def _check_output(out: Path, fmt: str, manifest: Any, cache_dir: Path) -> None:
@@ -132,6 +146,9 @@ def _check_build_flags(args: argparse.Namespace) -> Any:
 
     if args.sbom and not args.output:
         raise InputError("--sbom writes the SBOM next to the image: give -o as well")
+    if (args.cache_repo_readonly or args.cache_repo_required) and not args.cache_repo:
+        raise InputError("--cache-repo-readonly and --cache-repo-required need --cache-repo "
+                         "(or $OCIBUILD_CACHE_REPO)")
     if args.sign_key and not args.push:
         raise InputError("--sign-key signs the pushed image: give --push REF as well")
     if not args.sign_key:
@@ -454,6 +471,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="allow plain HTTP / unverified TLS to registries")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_build)
+    _cache_repo_flags(p)
 
     p.add_argument("-t", "--tag", help="image name to write instead of the manifest's")
     p.add_argument("--push", action="append", metavar="REF",
@@ -561,6 +579,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
     return parser
+
+
+def _cache_repo_flags(p: argparse.ArgumentParser) -> None:
+    import os
+
+    p.add_argument("--cache-repo", metavar="REGISTRY/REPO",
+                   default=os.environ.get("OCIBUILD_CACHE_REPO") or None,
+                   help="also look layers up in (and push them to) this registry repository "
+                        "(default $OCIBUILD_CACHE_REPO)")
+    p.add_argument("--cache-repo-readonly", action="store_true",
+                   help="read the cache repository, never write it (builds of untrusted "
+                        "changes)")
+    p.add_argument("--cache-repo-required", action="store_true",
+                   help="fail the build when the cache repository cannot be used (default: "
+                        "warn and build locally)")
 
 
 def _signature_command(sub: Any, name: str, func: Callable[[argparse.Namespace], int],

@@ -21,8 +21,10 @@ from typing import Callable
 
 from .errors import FreezeOptionError, InputError, ManifestError, UnsafePathError
 from .humanize import count
-from .layers.build import (build_layer, cached_layer, elf_members, entries_cache_key,
-                           layer_cache_key)
+from .layercache import BUILT
+from .layercache.local import LocalLayerCache, elf_members
+from .layercache.tiered import TieredCache
+from .layers.build import build_layer, entries_cache_key, layer_cache_key
 from .layers.entries import Entry, Kind, collector_paused
 from .layers.tarwriter import normalize
 from .layers.view import blob_layer_entries, merge
@@ -61,6 +63,9 @@ class LayerReport:
     detail: str
     layer: Layer
     cached: bool = False
+    cache: str = BUILT
+    """Where the layer came from: ``local`` or ``remote`` (a layer cache), ``built``,
+    or ``pulled`` (a registry base's)."""
 
 
 @dataclass
@@ -80,6 +85,17 @@ class BuildContext:
     log: Log = lambda message: None
     strict: bool = False
     insecure: bool = False
+    layer_cache: TieredCache | None = None
+    """Where finished layers are looked up (default: the local cache in ``cache_dir``)."""
+
+    def __post_init__(self) -> None:
+        if self.layer_cache is None:
+            self.layer_cache = TieredCache(LocalLayerCache(self.cache_dir))
+
+    @property
+    def layers(self) -> TieredCache:
+        assert self.layer_cache is not None
+        return self.layer_cache
 
     @property
     def blob_dir(self) -> Path:
@@ -93,7 +109,9 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
     long-lived and acyclic, and its passes over them cost ~10 % of a big build.
     """
     with collector_paused():
-        return _build_image(manifest, ctx)
+        result = _build_image(manifest, ctx)
+    result.warnings.extend(ctx.layers.drain_warnings())
+    return result
 
 
 def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
@@ -151,10 +169,11 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                        created, spec.keep_special_bits)
                 pending.append((spec, detail, cached, entries, future))
             for spec, detail, cached, entries, future in pending:
-                layer, reused = future.result()
+                layer, source = future.result()
                 _note_non_elf(known, entries, elf_members(ctx.blob_dir, layer.diff_id))
                 image = append_layers(image, layer)
-                result.layers.append(LayerReport(spec.name, detail, layer, cached or reused))
+                result.layers.append(LayerReport(spec.name, detail, layer,
+                                                 cached or source != BUILT, source))
             pending.clear()
         libraries = _library_closure(view, library_path, manifest, ctx, created, result,
                                      known, image, own)
@@ -167,13 +186,17 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
 
 
 def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: BuildContext,
-                    created: str, keep_special_bits: bool) -> tuple[Layer, bool]:
-    """Build a layer, or reuse the one built from the very same inputs before.
+                    created: str, keep_special_bits: bool) -> tuple[Layer, str]:
+    """Build a layer, or reuse the one built from the very same inputs before; say
+    where it came from (``local``, ``remote`` or ``built``).
 
-    The key covers every entry's metadata and its content stamp (host inode,
-    size, mtime and ctime, like git's index); an entry without a stamp means
-    the layer is always rebuilt.
+    The local key covers every entry's metadata and its content stamp (host inode,
+    size, mtime and ctime, like git's index); an entry without a stamp means it
+    is not looked up locally. The content key (file digests instead of stamps)
+    is what a remote cache is asked for.
     """
+    from .layercache.keys import content_key
+
     history = _history(name, created)
 
     def make() -> Layer:
@@ -181,11 +204,12 @@ def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: Bu
                            compression=manifest.compression, name=name, history=history,
                            keep_special_bits=keep_special_bits)
 
-    if any(e.kind is Kind.FILE and e.stamp is None for e in entries):
-        return make(), False
-    key = entries_cache_key(entries, manifest.compression, ctx.epoch, keep_special_bits,
-                            sorted(history.items()))
-    return cached_layer(ctx.blob_dir, key, make)
+    parts = (manifest.compression, ctx.epoch, keep_special_bits, sorted(history.items()))
+    key = None
+    if not any(e.kind is Kind.FILE and e.stamp is None for e in entries):
+        key = entries_cache_key(entries, *parts)
+    hit = ctx.layers.layer(key, make, content=lambda: content_key(entries, *parts))
+    return hit.layer, hit.source
 
 
 def _note_non_elf(known: dict[str, None], entries: list[Entry],
@@ -215,17 +239,17 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
     # An image whose layers were all seen complete before needs no second look: the
     # verdict is keyed by every layer's diff_id (which of them are checked follows
     # from the kind of base) and the loader's search path.
-    verdict = ctx.cache_dir / "closure" / layer_cache_key(
+    verdict = layer_cache_key(
         "closure-ok", [layer.diff_id for layer in image.layers], manifest.base.kind,
         sorted(library_path.items()), DEFAULT_SEARCH_DIRS)
-    if verdict.exists():
+    if ctx.layers.has_verdict(verdict):
         return None
     roots = {e.path for entries in own for e in entries
              if e.kind is Kind.FILE or e.kind is Kind.HARDLINK}
     closure = resolve_closure(view, library_path=library_path, host=host, known=known,
                               roots=roots)
     if not closure.host_entries:
-        _touch(verdict)
+        ctx.layers.put_verdict(verdict)
         return None
     libs = sorted({p for p, e in ((e.path, e) for e in closure.host_entries)
                    if e.kind is Kind.FILE})
@@ -233,8 +257,8 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
         f"{len(libs)} shared libraries copied from the build host into layer 'libraries' "
         "(vulnerability scanners cannot see host files; prefer a Debian base)")
     entries = normalize(closure.host_entries)
-    layer, reused = _build_or_reuse(entries, "libraries", manifest, ctx, created, False)
-    return LayerReport("libraries", f"{len(libs)} from host", layer, reused)
+    layer, source = _build_or_reuse(entries, "libraries", manifest, ctx, created, False)
+    return LayerReport("libraries", f"{len(libs)} from host", layer, source != BUILT, source)
 
 
 def _env_library_path(base: Image, spec: ConfigSpec) -> list[str]:
@@ -246,15 +270,6 @@ def _env_library_path(base: Image, spec: ConfigSpec) -> list[str]:
             if item.startswith("LD_LIBRARY_PATH="):
                 value = item.split("=", 1)[1]
     return [d for d in (value or "").split(":") if d.startswith("/")]
-
-
-def _touch(path: Path) -> None:
-    """Record a verdict (an empty file); losing a race or the write is harmless."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-    except OSError:
-        pass
 
 
 def _history(name: str, created: str) -> dict[str, str]:
@@ -295,14 +310,16 @@ def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext
                            compression=manifest.compression, name="base", history=history,
                            keep_special_bits=True)
 
-    layer, cached = cached_layer(ctx.blob_dir, key, make)
+    # The key is content already (the lock's and the definition's bytes): it travels.
+    hit = ctx.layers.layer(key, make, content=lambda: key)
+    layer = hit.layer
     image = append_layers(image, layer)
     defaults: dict[str, object] = {"Env": [f"{k}={v}" for k, v in definition.config.env]}
     if definition.config.user:
         defaults["User"] = definition.config.user
     image = with_config(image, **defaults)
     detail = f"{definition.name} ({definition.suite}, {count(len(lock.packages), 'package')}, locked)"
-    return image, [LayerReport("base", detail, layer, cached)], []
+    return image, [LayerReport("base", detail, layer, hit.source != BUILT, hit.source)], []
 
 
 def _registry_base(manifest: Manifest, ctx: BuildContext,
@@ -324,7 +341,8 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
     annotations = {BASE_NAME_ANNOTATION: manifest.base.ref or "",
                    BASE_DIGEST_ANNOTATION: base.digest}
     image = replace(base.image, config=config, raw=None, manifest_annotations=annotations)
-    reports = [LayerReport(f"base[{i}]", f"from {base.pinned.split('@')[0]}", layer, True)
+    reports = [LayerReport(f"base[{i}]", f"from {base.pinned.split('@')[0]}", layer, True,
+                           "pulled")
                for i, layer in enumerate(image.layers)]
     return image, reports, [base.warning] if base.warning else []
 

@@ -8,24 +8,19 @@ memory beyond a copy buffer.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from ..cache import file_sha256, file_status
+from ..layercache.local import LocalLayerCache, blob_path, elf_members, write_elf_note
 from ..oci.image import Layer
 from ..oci.types import Descriptor
-from ..sinks.atomic import atomic_file, remove_stale_temps
+from ..sinks.atomic import remove_stale_temps
 from .compress import compressor, layer_media_type
 from .entries import Entry, FileOpener
 from .hashio import HashingWriter, ThreadedWriter
 from .tarwriter import normalize, write_tar
-
-
-def blob_path(blob_dir: Path, digest: str) -> Path:
-    return blob_dir / "sha256" / digest.split(":", 1)[1]
 
 
 def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
@@ -52,7 +47,7 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
                 packer.close()
         final = blob_path(blob_dir, compressed.digest)
         os.replace(tmp_name, final)
-        _write_json(_elf_note(blob_dir, uncompressed.digest), {"elf": stats.elf})
+        write_elf_note(blob_dir, uncompressed.digest, stats.elf)
     except BaseException:
         try:
             os.unlink(tmp_name)
@@ -75,40 +70,11 @@ def _clean_once(blob_dir: Path) -> None:
         remove_stale_temps(blob_dir, ".layer.")
 
 
-def elf_members(blob_dir: Path, diff_id: str) -> list[str] | None:
-    """Image paths of the FILE members of layer ``diff_id`` whose data starts with the
-    ELF magic, as the tar writer saw them when it built the layer; None if unknown
-    (the layer was not built here, or before this was recorded).
-
-    The note is keyed by the uncompressed content, so it holds for any layer with
-    that diff_id, whichever inputs or cache record produced it.
-    """
-    try:
-        data = json.loads(_elf_note(blob_dir, diff_id).read_text())
-        paths = data["elf"]
-        if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
-            return paths
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return None
-
-
-def _elf_note(blob_dir: Path, diff_id: str) -> Path:
-    return blob_dir.parent / "elf" / f"{diff_id.split(':', 1)[1]}.json"
-
-
-def _write_json(path: Path, data: object) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    with atomic_file(path) as out:
-        out.write(json.dumps(data).encode())
-
-
-# -- the layer cache -------------------------------------------------------------------
+# -- layer keys -------------------------------------------------------------------------
 #
 # A layer whose inputs have not changed is not re-tarred or re-compressed: the
-# caller names the inputs (a key), and the finished layer's descriptor is kept in
-# ``<blob_dir>/../layers/<key>.json`` beside its blob. A record whose blob is gone
-# or has the wrong size is ignored and rebuilt.
+# caller names the inputs (a key) and looks it up in a layer cache
+# (:mod:`builder.layercache`).
 
 LAYER_FORMAT_VERSION = "2"  # bump when the tar writer's or a compressor's output changes
 
@@ -138,48 +104,13 @@ def entries_cache_key(entries: Iterable[Entry], *parts: object) -> str:
 
 
 def cached_layer(blob_dir: Path, key: str, make: Callable[[], Layer]) -> tuple[Layer, bool]:
-    """The layer recorded under ``key`` if its blob is intact, else ``make()`` (recorded).
+    """The layer recorded under ``key`` in the local cache, else ``make()`` (recorded).
 
-    "Intact" is checked cheaply, like the output stamps: the record keeps the blob
-    file's device, inode, size, mtime and ctime as they were when it was recorded.
-    A blob whose status differs (touched, rewritten, copied back) is hashed: if
-    its digest still matches it is used (and the record refreshed), else it is
-    removed and the layer built again, so a damaged cache never reaches an image.
+    Transitional: :meth:`builder.layercache.local.LocalLayerCache.cached` is the home
+    of this; ``blob_dir`` is ``<cache>/blobs``.
     """
-    record = blob_dir.parent / "layers" / f"{key}.json"
-    try:
-        data = json.loads(record.read_text())
-        path = blob_path(blob_dir, data["digest"])
-        descriptor = Descriptor(data["media_type"], data["digest"], data["size"])
-        layer = Layer(descriptor, data["diff_id"], FileOpener(str(path)),
-                      history=data["history"], uncompressed_size=data["uncompressed_size"],
-                      name=data["name"], file_count=data["files"])
-        if file_status(path) == data.get("blob"):
-            return layer, True
-        if _blob_matches(path, descriptor):
-            _record(record, layer, path)
-            return layer, True
-        path.unlink(missing_ok=True)
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    layer = make()
-    _record(record, layer, blob_path(blob_dir, layer.digest))
-    return layer, False
+    return LocalLayerCache(blob_dir.parent).cached(key, make)
 
 
-def _record(record: Path, layer: Layer, blob: Path) -> None:
-    _write_json(record, {"digest": layer.digest, "size": layer.size,
-                         "media_type": layer.media_type, "diff_id": layer.diff_id,
-                         "history": layer.history,
-                         "uncompressed_size": layer.uncompressed_size, "name": layer.name,
-                         "files": layer.file_count,
-                         "blob": file_status(blob)})
-
-
-def _blob_matches(path: Path, descriptor: Descriptor) -> bool:
-    """Whether the file at ``path`` has the descriptor's size and sha256."""
-    try:
-        return (path.stat().st_size == descriptor.size
-                and "sha256:" + file_sha256(path) == descriptor.digest)
-    except OSError:
-        return False
+__all__ = ["build_layer", "blob_path", "cached_layer", "elf_members", "entries_cache_key",
+           "layer_cache_key"]

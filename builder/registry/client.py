@@ -62,6 +62,7 @@ class TransferStats:
     resumed: int = 0
     restarted: int = 0
     downloaded: int = 0
+    bytes_downloaded: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -333,7 +334,7 @@ class RegistryClient:
                 if digest != desc.digest:
                     raise DigestMismatchError(what, desc.digest, digest)
                 os.replace(tmp, dest)
-                self.stats.add(downloaded=1)
+                self.stats.add(downloaded=1, bytes_downloaded=size)
                 return dest
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                     requests.Timeout) as e:

@@ -32,7 +32,8 @@ def _err(message: str) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     from .cache import default_cache_dir
-    from .pipeline import BuildContext, build_epoch, build_image
+    from .pipeline import BuildContext, build_epoch
+    from .platforms import build, parse_platforms
     from .sinks.tarball import write_layout_dir, write_tarball
 
     signing_key = _check_build_flags(args)
@@ -51,24 +52,66 @@ def cmd_build(args: argparse.Namespace) -> int:
             from .sinks.atomic import check_file_output
             from .supply.commands import sbom_path
             check_file_output(sbom_path(Path(args.output), args.sbom), "--sbom")
-    result = build_image(manifest, ctx)
-    for warning in result.warnings:
+    built = build(manifest, ctx, parse_platforms(args.platform or []))
+    for warning in built.warnings:
         _err(f"warning: {warning}")
-    image = result.image
+    artifact = built.artifact
     out = Path(args.output) if args.output else None
     written = False
     if out is not None:
         if args.format == "oci-dir":
-            write_layout_dir(image, out, result.name)
+            write_layout_dir(artifact, out, built.name)
             written = True
         else:
-            written = write_tarball(image, out, result.name, epoch=ctx.epoch,
+            written = write_tarball(artifact, out, built.name, epoch=ctx.epoch,
                                     stamp_dir=ctx.cache_dir / "outputs")
-    summary = {
-        "image": result.name,
+    images = [_image_summary(r) for r in built.results]
+    summary: dict[str, Any] = {"image": built.name, "digest": artifact.digest,
+                               "output": str(out) if out else None, "output_written": written}
+    if not built.is_index:
+        summary.update(images[0])
+    else:
+        summary["media_type"] = artifact.manifest_media_type
+        summary["platforms"] = images
+    if args.push:
+        from .registry.push import push_image
+        summary["pushed"] = push_image(artifact, args.push, insecure=args.insecure,
+                                       mount_from=layer_cache.mount_sources())
+    for warning in layer_cache.drain_warnings():  # a remote blob read while writing
+        _err(f"warning: {warning}")
+    if args.cache_repo:
+        summary["cache_repo"] = layer_cache.summary()
+    if args.sbom or args.sign_key:
+        summary.update(_build_supply(args, built, summary.get("pushed"), signing_key))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    target = f"  →  {out}{'' if written else ' (unchanged)'}" if out else ""
+    several = built.is_index
+    for result, image in zip(built.results, images):
+        width = max([len(r.name) for r in result.layers] + [4])
+        for r in [] if args.quiet else result.layers:
+            _err(f"✔ {r.name:<{width}}  {r.detail:<34} {_CACHE_WORDS.get(r.cache, r.cache):<10} "
+                 f"{_human(r.layer.uncompressed_size):>9}  {_short(r.layer.digest)}")
+        user = image["user"] or "root (0)"
+        print(f"image  {image['digest']}  {image['platform'] + '  ' if several else ''}"
+              f"{_count(len(result.image.layers), 'layer')}  {_human(image['compressed_size'])} "
+              f"compressed, {_human(image['uncompressed_size'])} uncompressed  user {user}"
+              f"{'' if several else target}")
+    if several:
+        print(f"index  {artifact.digest}  {_count(len(images), 'platform')}{target}")
+    for ref in args.push or []:
+        print(f"pushed {ref}@{summary['pushed']}")
+    if out is None and not args.push:
+        _err(f"nothing written: no -o FILE (or --push REF) given; the digest above is "
+             f"the {'index' if several else 'image'} -o would write")
+    return EXIT_OK
+
+
+def _image_summary(result: Any) -> dict[str, Any]:
+    image = result.image
+    return {
         "digest": image.digest,
-        "output": str(out) if out else None,
-        "output_written": written,
         "platform": str(image.platform),
         "user": (image.config.get("config") or {}).get("User", ""),
         "compressed_size": image.compressed_size,
@@ -79,35 +122,6 @@ def cmd_build(args: argparse.Namespace) -> int:
                     "files": r.layer.file_count, "cached": r.cached, "cache": r.cache}
                    for r in result.layers],
     }
-    if args.push:
-        from .registry.push import push_image
-        summary["pushed"] = push_image(image, args.push, insecure=args.insecure,
-                                       mount_from=layer_cache.mount_sources())
-    for warning in layer_cache.drain_warnings():  # a remote blob read while writing
-        _err(f"warning: {warning}")
-    if args.cache_repo:
-        summary["cache_repo"] = layer_cache.summary()
-    if args.sbom or args.sign_key:
-        summary.update(_build_supply(args, image, result.name, summary.get("pushed"),
-                                     signing_key))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return EXIT_OK
-    width = max([len(r.name) for r in result.layers] + [4])
-    for r in [] if args.quiet else result.layers:
-        _err(f"✔ {r.name:<{width}}  {r.detail:<34} {_CACHE_WORDS.get(r.cache, r.cache):<10} "
-             f"{_human(r.layer.uncompressed_size):>9}  {_short(r.layer.digest)}")
-    user = summary["user"] or "root (0)"
-    target = f"  →  {out}{'' if written else ' (unchanged)'}" if out else ""
-    print(f"image  {image.digest}  {_count(len(image.layers), 'layer')}  "
-          f"{_human(image.compressed_size)} compressed, {_human(image.uncompressed_size)} "
-          f"uncompressed  user {user}{target}")
-    for ref in args.push or []:
-        print(f"pushed {ref}@{summary['pushed']}")
-    if out is None and not args.push:
-        _err("nothing written: no -o FILE (or --push REF) given; the digest above is "
-             "the image -o would write")
-    return EXIT_OK
 
 
 _CACHE_WORDS = {"local": "local hit", "remote": "remote hit", "built": "built",
@@ -157,15 +171,17 @@ def _check_build_flags(args: argparse.Namespace) -> Any:
     return load_signing_key(args.sign_key)
 
 
-def _build_supply(args: argparse.Namespace, image: Any, name: str, pushed: str | None,
+def _build_supply(args: argparse.Namespace, built: Any, pushed: str | None,
                   signing_key: Any) -> dict[str, Any]:
     """``build --sbom FORMAT`` (next to ``-o``) and ``build --push REF --sign-key KEY``."""
     from .supply.commands import build_sbom, sign_pushed
 
     out: dict[str, Any] = {}
     if args.sbom:
-        out["sbom"] = str(build_sbom(image, name, Path(args.output), args.sbom))
-        _err(f"sbom   {out['sbom']}")
+        paths = build_sbom(built.artifact, built.name, Path(args.output), args.sbom)
+        out["sbom"] = str(paths[0]) if len(paths) == 1 else [str(p) for p in paths]
+        for path in paths:
+            _err(f"sbom   {path}")
     if signing_key is not None and pushed:
         out["signatures"] = sign_pushed(args.push, pushed, signing_key,
                                         insecure=args.insecure)
@@ -366,7 +382,8 @@ def cmd_sbom(args: argparse.Namespace) -> int:
     if args.output:
         from .sinks.atomic import check_file_output
         check_file_output(Path(args.output))
-    subject = open_subject(args.image, insecure=args.insecure)
+    subject = open_subject(args.image, insecure=args.insecure,
+                           platform=_one_platform(args.platform))
     data = render(generate(subject, args.format))
     if args.output:
         from .supply.commands import write_bytes
@@ -379,33 +396,63 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    """Audit the image, or every platform's image of an index (each must pass)."""
     from .supply.audit import audit
-    from .supply.source import open_subject
+    from .supply.source import open_subjects
 
-    subject = open_subject(args.image, insecure=args.insecure)
-    report = audit(subject.image, name=subject.name, digest=subject.digest,
-                   fail_on=args.fail_on)
+    subjects = open_subjects(args.image, insecure=args.insecure,
+                             platform=_one_platform(args.platform))
+    reports = [audit(s.image, name=s.name, digest=s.digest, fail_on=args.fail_on)
+               for s in subjects]
+    passed = all(r.passed for r in reports)
+    several = len(subjects) > 1
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
-    else:
+        out = [dict(r.to_json(), platform=str(s.image.platform))
+               for s, r in zip(subjects, reports)] if several else reports[0].to_json()
+        print(json.dumps(out, indent=2))
+        return EXIT_OK if passed else EXIT_USER
+    for subject, report in zip(subjects, reports):
+        where = f"{subject.image.platform}: " if several else ""
         for f in report.findings:
-            print(f"{f.severity.upper():<8} {f.id:<16} {f.message}")
-        failed = len(report.failures)
-        _err(f"audit {'passed' if report.passed else 'FAILED'}: "
-             f"{_count(len(report.findings), 'finding')}, {failed} at or above "
+            print(f"{where}{f.severity.upper():<8} {f.id:<16} {f.message}")
+        _err(f"{where}audit {'passed' if report.passed else 'FAILED'}: "
+             f"{_count(len(report.findings), 'finding')}, {len(report.failures)} at or above "
              f"{report.fail_on}")
-    return EXIT_OK if report.passed else EXIT_USER
+    return EXIT_OK if passed else EXIT_USER
 
 
 # -- inspect ---------------------------------------------------------------------
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .inspect import inspect_image
+    from .inspect import inspect_artifact
 
-    report = inspect_image(Path(args.image), top=args.top)
+    report = inspect_artifact(Path(args.image), top=args.top,
+                              platform=_one_platform(args.platform))
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
+    if "platforms" in report:
+        print(f"index     {report['name'] or '(unnamed)'}")
+        print(f"digest    {report['digest']}")
+        for each in report["platforms"]:
+            print()
+            _print_inspected(each)
+        return EXIT_OK
+    _print_inspected(report)
+    return EXIT_OK
+
+
+def _one_platform(text: str | None) -> Any:
+    from .platforms import parse_platforms
+
+    platforms = parse_platforms([text] if text else [])
+    if len(platforms) > 1:
+        from .errors import InputError
+        raise InputError(f"--platform {text}: name one platform")
+    return platforms[0] if platforms else None
+
+
+def _print_inspected(report: dict[str, Any]) -> None:
     cfg = report["config"]
     print(f"image     {report['name'] or '(unnamed)'}")
     print(f"digest    {report['digest']}")
@@ -436,7 +483,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print("largest files")
     for f in report["largest_files"]:
         print(f"  {_human(f['size']):>9}  {f['path']}")
-    return EXIT_OK
 
 
 # -- wiring ----------------------------------------------------------------------
@@ -474,6 +520,8 @@ def _parser() -> argparse.ArgumentParser:
     _cache_repo_flags(p)
 
     p.add_argument("-t", "--tag", help="image name to write instead of the manifest's")
+    p.add_argument("--platform", action="append", metavar="OS/ARCH[,…]",
+                   help="build only these of the manifest's platforms (repeatable)")
     p.add_argument("--push", action="append", metavar="REF",
                    help="also push the image to REF (repeatable)")
     p.add_argument("--sbom", choices=("spdx-json", "cyclonedx-json"),
@@ -561,6 +609,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="image tarball, OCI layout directory, or registry reference")
     p.add_argument("--format", choices=("spdx-json", "cyclonedx-json"), default="spdx-json")
     p.add_argument("-o", "--output", help="write here instead of standard output")
+    _platform_flag(p, "of an image index, the image for this platform (needed for an index)")
     p.add_argument("--insecure", action="store_true",
                    help="allow plain HTTP and unverified TLS for this registry")
     p.set_defaults(func=cmd_sbom)
@@ -569,6 +618,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="image tarball, OCI layout directory, or registry reference")
     p.add_argument("--fail-on", choices=("info", "low", "medium", "high", "critical"),
                    default="medium", help="lowest severity that fails the audit (default medium)")
+    _platform_flag(p, "of an image index, audit only this platform's image (default: each)")
     _registry_flags(p)
     p.set_defaults(func=cmd_audit)
 
@@ -576,6 +626,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("image", help="image tarball or OCI layout directory")
     p.add_argument("--top", type=_positive_int, default=10,
                    help="how many of the largest files to list")
+    _platform_flag(p, "of an image index, show only this platform's image (default: each)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
     return parser
@@ -606,6 +657,10 @@ def _signature_command(sub: Any, name: str, func: Callable[[argparse.Namespace],
                    help=f"{verb} KEY=VALUE in the payload's optional section (repeatable)")
     _registry_flags(p)
     p.set_defaults(func=func)
+
+
+def _platform_flag(p: argparse.ArgumentParser, help_text: str) -> None:
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help=help_text)
 
 
 def _registry_flags(p: argparse.ArgumentParser, json_flag: bool = True) -> None:

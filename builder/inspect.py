@@ -14,17 +14,33 @@ from typing import Any
 
 from .layers.reader import iter_members
 from .layers.whiteouts import WHITEOUT, apply_whiteouts, whiteout_target
-from .sources.archive import image_name, read_image
+from .oci.image import Image
+from .oci.index import Index
+from .oci.types import Platform
+from .sources.archive import image_name, read_artifact, read_image
 
 
-def inspect_image(path: Path, top: int = 10) -> dict[str, Any]:
-    """A JSON-ready report of the image at ``path`` (tarball or layout dir).
+def inspect_artifact(path: Path, top: int = 10,
+                     platform: Platform | None = None) -> dict[str, Any]:
+    """The report of :func:`inspect_image`; for an image index (without ``platform``),
+    the index's digest and one such report per platform, under ``platforms``."""
+    artifact = read_artifact(path)
+    if platform is not None or not isinstance(artifact, Index):
+        return inspect_image(path, top, read_image(path, platform))
+    return {"name": image_name(path), "digest": artifact.digest,
+            "media_type": artifact.manifest_media_type,
+            "platforms": [inspect_image(path, top, m.image) for m in artifact.manifests]}
+
+
+def inspect_image(path: Path, top: int = 10, image: Image | None = None) -> dict[str, Any]:
+    """A JSON-ready report of the image at ``path`` (tarball or layout dir), or of
+    ``image`` read from there.
 
     Per layer: what the layer holds (whiteout markers are not files). For the
     image: the files a container sees, after later layers' whiteouts, so a
     secret deleted by a later layer is not listed among the largest files.
     """
-    image = read_image(path)
+    image = image or read_image(path)
     final: dict[str, int] = {}  # image path -> size of the regular files a container sees
     layers = []
     uncompressed_total = 0

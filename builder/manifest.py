@@ -3,7 +3,8 @@
 Schema (Required fields marked; everything else Optional)::
 
     image: NAME[:TAG]                 Required. Name written into the tarball.
-    platform: linux/amd64             os/arch[/variant]
+    platform: linux/amd64             os/arch[/variant]: one image
+    platforms: [linux/amd64, linux/arm64]   or: an image index, one image per platform
     base: scratch                     scratch | path/to/base.yaml | REGISTRY/REPO@sha256:…
     compression: gzip                 gzip | zstd
     libraries: {from: none}           where missing shared libraries come from: none | host
@@ -130,6 +131,9 @@ class Manifest:
     libraries_from: str = "none"
     raw_lines: dict[str, int] = field(default_factory=dict, compare=False)
     display: str = field(default="", compare=False)   # the file's name as the user typed it
+    platforms: tuple[Platform, ...] = ()
+    """``platforms:`` as listed (the build writes an index); empty for ``platform:``."""
+    platforms_line: int = 0
 
     @property
     def folder(self) -> Path:
@@ -159,6 +163,11 @@ def load_manifest(path: Path | str) -> Manifest:
         raise image.error(f"{image_name!r} is not a valid image name (lowercase "
                           "[registry/]repo[:tag])")
     platform = top.optional("platform", _platform, Platform())
+    platforms = top.optional("platforms", _platform_list, ())
+    if platforms and "platform" in top:
+        raise top.get("platforms").error(  # type: ignore[union-attr]
+            "give either platform (one image) or platforms (an index), not both")
+    platforms_line = top.get("platforms").line if platforms else 0  # type: ignore[union-attr]
     base = top.optional("base", lambda n: _base(n, folder, display), BaseSpec("scratch"))
     compression = top.optional("compression", lambda n: _choice(n, COMPRESSIONS[:2]), "gzip")
     libraries = top.optional("libraries", _libraries, "none")
@@ -174,8 +183,9 @@ def load_manifest(path: Path | str) -> Manifest:
     top.done()
     if not layers and base.kind == "scratch":
         raise layers_node.error("an image on scratch needs at least one layer")
-    return Manifest(path, image_name, platform, base, layers, config, compression, libraries,
-                    display=display)
+    return Manifest(path, image_name, platforms[0] if platforms else platform, base, layers,
+                    config, compression, libraries, display=display, platforms=platforms,
+                    platforms_line=platforms_line)
 
 
 # -- field readers -------------------------------------------------------------
@@ -185,6 +195,19 @@ def _platform(node: Node) -> Platform:
         return Platform.parse(node.str())
     except ValueError as e:
         raise node.error(str(e)) from e
+
+
+def _platform_list(node: Node) -> tuple[Platform, ...]:
+    items = node.list()
+    if not items:
+        raise node.error("lists no platform")
+    out: list[Platform] = []
+    for item in items:
+        platform = _platform(item)
+        if platform in out:
+            raise item.error(f"{platform} is listed twice")
+        out.append(platform)
+    return tuple(out)
 
 
 def _choice(node: Node, choices: tuple[str, ...]) -> str:

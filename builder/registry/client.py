@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Callable
 import requests
 
 from ..errors import DigestMismatchError, ImageError, RegistryError
-from ..oci.types import Descriptor, MediaType, Platform, check_digest, sha256_digest
+from ..oci.types import Descriptor, MediaType, check_digest, sha256_digest
 from .transport import RetryPolicy, SizedReader, Transport, redact_url
 
 log = logging.getLogger("ocibuild.registry")
@@ -424,27 +424,3 @@ def _copy_hashed(resp: requests.Response, out: BinaryIO, limit: int) -> tuple[st
         if size > limit:
             break
     return "sha256:" + h.hexdigest(), size
-
-
-def pick_platform(index: dict[str, Any], platform: Platform) -> Descriptor:
-    """The manifest descriptor in an index that matches ``platform``.
-
-    os and architecture must match; a requested variant must match; without
-    one, an entry without variant (or the usual default) is preferred.
-    """
-    candidates = []
-    for raw in index.get("manifests") or []:
-        desc = Descriptor.from_json(raw)
-        p = desc.platform
-        if p and p.os == platform.os and p.architecture == platform.architecture:
-            if platform.variant and p.variant != platform.variant:
-                continue
-            candidates.append(desc)
-    if not candidates:
-        offered = sorted({str(Descriptor.from_json(m).platform) for m in
-                          index.get("manifests") or [] if m.get("platform")})
-        raise ImageError(f"no image for platform {platform} in the index "
-                         f"(it offers: {', '.join(offered) or 'nothing'})")
-    defaults = {None, "v8" if platform.architecture == "arm64" else None}
-    candidates.sort(key=lambda d: 0 if d.platform and d.platform.variant in defaults else 1)
-    return candidates[0]

@@ -29,9 +29,9 @@ def push(tar_path: str | Path, refs: Sequence[str], insecure: bool = False,
     ``json`` is accepted for symmetry with the CLI flag; the result is the same
     dict either way (the caller renders it).
     """
-    from ..sources.archive import read_image
+    from ..sources.archive import read_artifact
 
-    image = read_image(Path(tar_path))
+    image = read_artifact(Path(tar_path))
     pool = pool or ClientPool(insecure=insecure)
     digest = push_image(image, list(refs), insecure=insecure, pool=pool, on_event=on_event)
     names = [str(parse_reference(r).with_digest(digest)) for r in refs]

@@ -23,7 +23,8 @@ from ..errors import DigestMismatchError, ImageError
 from ..layers.entries import FileOpener
 from ..oci.image import Image, Layer, RawManifest
 from ..oci.types import Descriptor, Platform, check_digest
-from .client import ManifestBlob, RegistryClient, pick_platform
+from ..oci.index import pick_platform
+from .client import ManifestBlob, RegistryClient
 from .push import ClientPool
 from .reference import Reference, parse_reference
 

@@ -1,26 +1,25 @@
-"""Push an :class:`~builder.oci.image.Image` to one or more references.
+"""Push an :class:`~builder.oci.image.Image` or an :class:`~builder.oci.index.Index`
+to one or more references.
 
 Per repository: every layer blob is checked with ``HEAD`` and skipped when
 present, else mounted from a repository of the same registry that has it
 (one pushed earlier in this call, or one named in ``mount_from``), else
 uploaded; a few blobs go in parallel. The config blob follows, and the
 manifest goes last, once per tag, so a tag never names an image whose blobs
-are not all there.
+are not all there; for an index, every image's manifest is put by digest first.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import requests
 
 from ..errors import InputError, RegistryError
-from ..oci.image import Image
-from ..oci.types import BASE_NAME_ANNOTATION, Descriptor, MediaType
+from ..oci.index import Artifact, Blob, Index, blobs_of, images_of
+from ..oci.types import BASE_NAME_ANNOTATION
 from .client import RegistryClient
 from .reference import Reference, parse_reference
 from .transport import RetryPolicy, new_session
@@ -28,25 +27,8 @@ from .transport import RetryPolicy, new_session
 log = logging.getLogger("ocibuild.registry")
 
 Event = Callable[[str, str, int], None]
-"""``on_event(action, digest, size)``; action is skipped, mounted, uploaded or tagged."""
-
-
-@dataclass(frozen=True)
-class _Blob:
-    descriptor: Descriptor
-    opener: Callable[[], BinaryIO]
-
-
-def _blobs(image: Image) -> list[_Blob]:
-    seen: set[str] = set()
-    out: list[_Blob] = []
-    for layer in image.layers:
-        if layer.digest not in seen:
-            seen.add(layer.digest)
-            out.append(_Blob(layer.descriptor, layer.opener))
-    config = image.config_bytes
-    out.append(_Blob(image.config_descriptor, lambda: io.BytesIO(config)))
-    return out
+"""``on_event(action, digest, size)``; action is skipped, mounted, uploaded, manifest
+(an index's image manifest) or tagged."""
 
 
 class ClientPool:
@@ -75,15 +57,17 @@ class ClientPool:
         return out
 
 
-def push_image(image: Image, refs: Sequence[str], *, insecure: bool = False,
+def push_image(image: Artifact, refs: Sequence[str], *, insecure: bool = False,
                jobs: int = 3, mount_from: Iterable[str] = (),
                pool: ClientPool | None = None, on_event: Event | None = None) -> str:
-    """Push ``image`` to every reference in ``refs``; return the manifest digest.
+    """Push ``image`` (an Image or an Index) to every reference in ``refs``; return
+    the digest of its manifest (of the index, for an Index).
 
-    A reference pinned by digest must name this image's digest. ``mount_from``
-    lists repositories (``registry/repo``) that may already hold some blobs; the
-    base the image was built on (its ``org.opencontainers.image.base.name``) is
-    always one, so a base's layers are mounted, not uploaded again.
+    A reference pinned by digest must name this digest. ``mount_from`` lists
+    repositories (``registry/repo``) that may already hold some blobs; the base
+    each image was built on (its ``org.opencontainers.image.base.name``) is
+    always one, so a base's layers are mounted, not uploaded again. An index's
+    manifests are pushed by digest before the index itself is tagged.
     """
     if not refs:
         raise InputError("push: no destination reference given")
@@ -94,8 +78,9 @@ def push_image(image: Image, refs: Sequence[str], *, insecure: bool = False,
             raise InputError(f"push: {ref} is pinned to a digest, but the image is {digest}")
     pool = pool or ClientPool(insecure=insecure)
     sources: dict[str, list[str]] = {}
-    base = image.manifest_annotations.get(BASE_NAME_ANNOTATION)
-    for text in [*mount_from, *([base] if base else [])]:
+    bases = [b for b in (i.manifest_annotations.get(BASE_NAME_ANNOTATION)
+                         for i in images_of(image)) if b]
+    for text in [*mount_from, *bases]:
         try:
             src = parse_reference(text, default_tag=None)
         except InputError:
@@ -106,11 +91,16 @@ def push_image(image: Image, refs: Sequence[str], *, insecure: bool = False,
     by_repo: dict[tuple[str, str], list[Reference]] = {}
     for ref in parsed:
         by_repo.setdefault((ref.registry, ref.repository), []).append(ref)
-    blobs = _blobs(image)
+    blobs = blobs_of(image)
+    children = images_of(image) if isinstance(image, Index) else ()
     for (registry, repo), repo_refs in by_repo.items():
         client = pool.get(registry)
         others = [r for r in sources.get(registry, []) if r != repo]
         _push_blobs(client, repo, blobs, others, jobs, emit)
+        for child in children:
+            got = client.put_manifest(repo, child.digest, child.manifest_bytes,
+                                      child.manifest_media_type)
+            emit("manifest", got, len(child.manifest_bytes))
         manifest = image.manifest_bytes
         for ref in repo_refs:
             got = client.put_manifest(repo, ref.tag or digest, manifest,
@@ -121,11 +111,13 @@ def push_image(image: Image, refs: Sequence[str], *, insecure: bool = False,
     return digest
 
 
-def _push_blobs(client: RegistryClient, repo: str, blobs: list[_Blob], mount_from: list[str],
+def _push_blobs(client: RegistryClient, repo: str, blobs: list[Blob], mount_from: list[str],
                 jobs: int, emit: Event) -> None:
-    layers, config = blobs[:-1], blobs[-1]
+    """Layers a few at a time, then the configs (what makes an image whole)."""
+    layers = [b for b in blobs if not b.is_config]
+    configs = [b for b in blobs if b.is_config]
 
-    def one(blob: _Blob) -> None:
+    def one(blob: Blob) -> None:
         d = blob.descriptor
         size = client.blob_size(repo, d.digest)
         if size is not None:
@@ -148,4 +140,5 @@ def _push_blobs(client: RegistryClient, repo: str, blobs: list[_Blob], mount_fro
         with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
             for future in [ex.submit(one, b) for b in layers]:
                 future.result()
-    one(config)
+    for config in configs:
+        one(config)

@@ -1,12 +1,14 @@
 """Image sinks on disk: one tarball that is both an OCI layout and a docker archive,
-or an OCI layout directory.
+or an OCI layout directory. Each takes an Image or an Index.
 
 The tarball holds::
 
     oci-layout                    {"imageLayoutVersion": "1.0.0"}
-    index.json                    one manifest descriptor, annotated with the name
-    blobs/sha256/<hex>            config, manifest, layers (each once)
-    manifest.json                 docker's: [{"Config", "RepoTags", "Layers"}]
+    index.json                    one descriptor, annotated with the name: of the
+                                  image's manifest, or of the image index
+    blobs/sha256/<hex>            index, manifests, configs, layers (each once)
+    manifest.json                 docker's: [{"Config", "RepoTags", "Layers"}], for
+                                  an index its first platform's image only
 
 so ``skopeo … oci-archive:``, ``skopeo … docker-archive:``, ``podman load`` and
 ``docker load`` all read it. Members are sorted and dated at the build epoch.
@@ -26,7 +28,7 @@ from ..cache import file_status
 from ..errors import ImageError
 from ..layers.entries import Kind
 from ..layers.tarwriter import BLOCK, RECORD, tar_header
-from ..oci.image import Image
+from ..oci.index import Artifact, blobs_of, images_of
 from ..oci.types import MediaType, canonical_json
 from .atomic import atomic_dir, atomic_file
 
@@ -36,7 +38,7 @@ OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})
 ARCHIVE_FORMAT = "1"  # bump when the archive's layout or member metadata change
 
 
-def _index(image: Image, name: str | None) -> bytes:
+def _index(image: Artifact, name: str | None) -> bytes:
     annotations = {}
     if name:
         annotations[IMAGE_NAME] = name
@@ -54,7 +56,13 @@ def _ref_name(name: str) -> str:
     return last.split(":", 1)[1] if ":" in last else "latest"
 
 
-def _docker_manifest(image: Image, name: str | None) -> bytes:
+def _docker_manifest(artifact: Artifact, name: str | None) -> bytes:
+    """docker's manifest.json: one image (an index's first platform), under ``name``.
+
+    docker's format has no platforms: two entries with one tag would leave the
+    tag to whichever ``docker load`` happens to read last.
+    """
+    image = images_of(artifact)[0]
     entry: dict[str, Any] = {
         "Config": _blob_name(image.config_descriptor.digest),
         "RepoTags": [_docker_tag(name)] if name else [],
@@ -72,7 +80,8 @@ def _blob_name(digest: str) -> str:
     return "blobs/sha256/" + digest.split(":", 1)[1]
 
 
-def _members(image: Image, name: str | None) -> list[tuple[str, int, Callable[[], BinaryIO]]]:
+def _members(image: Artifact,
+             name: str | None) -> list[tuple[str, int, Callable[[], BinaryIO]]]:
     """Every member of the archive as (name, size, opener), sorted by name."""
     def data(b: bytes) -> tuple[int, Callable[[], BinaryIO]]:
         return len(b), lambda: io.BytesIO(b)
@@ -81,15 +90,17 @@ def _members(image: Image, name: str | None) -> list[tuple[str, int, Callable[[]
         "oci-layout": data(OCI_LAYOUT),
         "index.json": data(_index(image, name)),
         "manifest.json": data(_docker_manifest(image, name)),
-        _blob_name(image.config_descriptor.digest): data(image.config_bytes),
         _blob_name(image.digest): data(image.manifest_bytes),
     }
-    for layer in image.layers:
-        members.setdefault(_blob_name(layer.digest), (layer.size, layer.opener))
+    for each in images_of(image):
+        members.setdefault(_blob_name(each.digest), data(each.manifest_bytes))
+    for blob in blobs_of(image):
+        members.setdefault(_blob_name(blob.descriptor.digest), (blob.descriptor.size,
+                                                                 blob.opener))
     return [(n, size, opener) for n, (size, opener) in sorted(members.items())]
 
 
-def write_tarball(image: Image, path: Path, name: str | None, epoch: int = 0,
+def write_tarball(image: Artifact, path: Path, name: str | None, epoch: int = 0,
                   stamp_dir: Path | None = None) -> bool:
     """Write ``image`` to ``path`` atomically as an OCI + docker archive.
 
@@ -200,7 +211,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def write_layout_dir(image: Image, path: Path, name: str | None) -> None:
+def write_layout_dir(image: Artifact, path: Path, name: str | None) -> None:
     """Write ``image`` as an OCI image layout directory (swapped in atomically)."""
     with atomic_dir(path) as tmp:
         (tmp / "blobs" / "sha256").mkdir(parents=True)

@@ -15,7 +15,8 @@ from typing import Any, BinaryIO, Callable
 from ..errors import DigestMismatchError, ImageError, InputError
 from ..layers.hashio import SectionReader
 from ..oci.image import Image, Layer, RawManifest
-from ..oci.types import Descriptor, MediaType, check_digest, sha256_digest
+from ..oci.index import Index, IndexManifest
+from ..oci.types import Descriptor, MediaType, Platform, check_digest, sha256_digest
 
 
 class _Archive:
@@ -95,8 +96,8 @@ def _blob(digest: str) -> str:
     return "blobs/sha256/" + check_digest(digest).split(":", 1)[1]
 
 
-def read_image(path: Path) -> Image:
-    """Load the (single) image in an archive or layout at ``path``."""
+def read_artifact(path: Path) -> Image | Index:
+    """Load the image, or the image index, in an archive or layout at ``path``."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
@@ -107,6 +108,26 @@ def read_image(path: Path) -> Image:
         return _read_docker(archive)
     raise ImageError(f"{path}: neither an OCI layout (index.json) nor a docker archive "
                      "(manifest.json)")
+
+
+def read_image(path: Path, platform: Platform | None = None) -> Image:
+    """Load the image at ``path``; from an index, the one for ``platform``, which
+    must then be given."""
+    artifact = read_artifact(path)
+    if isinstance(artifact, Image):
+        if platform is not None and not _matches(artifact.platform, platform):
+            raise InputError(f"{path}: the image is for {artifact.platform}, not {platform}")
+        return artifact
+    if platform is None:
+        raise InputError(f"{path} holds an image index for "
+                         f"{', '.join(str(p) for p in artifact.platforms)}; "
+                         "choose one with --platform")
+    return artifact.image_for(platform)
+
+
+def _matches(have: Platform, want: Platform) -> bool:
+    return (have.os, have.architecture) == (want.os, want.architecture) and (
+        not want.variant or want.variant == have.variant)
 
 
 def image_name(path: Path) -> str | None:
@@ -144,7 +165,7 @@ def _verified(archive: _Archive, digest: str, what: str) -> bytes:
     return data
 
 
-def _read_oci(archive: _Archive) -> Image:
+def _read_oci(archive: _Archive) -> Image | Index:
     index = archive.json("index.json")
     manifests = index.get("manifests") or []
     if not isinstance(manifests, list) or not all(isinstance(m, dict) for m in manifests):
@@ -155,8 +176,38 @@ def _read_oci(archive: _Archive) -> Image:
     desc = Descriptor.from_json(manifests[0])
     manifest_bytes = _verified(archive, desc.digest, "manifest")
     manifest = _json_object(manifest_bytes, archive, "manifest")
-    if MediaType(manifest.get("mediaType", desc.media_type)).is_index():
-        raise ImageError(f"{archive.path}: multi-platform indexes are not supported yet")
+    if _media_type(manifest.get("mediaType", desc.media_type), archive).is_index():
+        return _read_index(archive, manifest_bytes, manifest)
+    return _read_manifest(archive, desc, manifest_bytes, manifest)
+
+
+def _media_type(value: object, archive: _Archive) -> MediaType:
+    try:
+        return MediaType(value)
+    except ValueError:
+        raise ImageError(f"{archive.path}: unsupported manifest media type {value!r}") from None
+
+
+def _read_index(archive: _Archive, data: bytes, index: dict[str, Any]) -> Index:
+    """An image index inside the layout: each of its manifests read like a single image."""
+    entries = index.get("manifests")
+    if not isinstance(entries, list) or not entries or not all(
+            isinstance(m, dict) for m in entries):
+        raise ImageError(f"{archive.path}: the image index lists no manifests")
+    manifests = []
+    for raw in entries:
+        desc = Descriptor.from_json(raw)
+        body_bytes = _verified(archive, desc.digest, "manifest")
+        body = _json_object(body_bytes, archive, "manifest")
+        if _media_type(body.get("mediaType", desc.media_type), archive).is_index():
+            raise ImageError(f"{archive.path}: nested image indexes are not supported")
+        manifests.append(IndexManifest(_read_manifest(archive, desc, body_bytes, body),
+                                       desc.annotations))
+    return Index(tuple(manifests), dict(index.get("annotations") or {}), raw=data)
+
+
+def _read_manifest(archive: _Archive, desc: Descriptor, manifest_bytes: bytes,
+                   manifest: dict[str, Any]) -> Image:
     if not isinstance(manifest.get("config"), dict):
         raise ImageError(f"{archive.path}: the manifest has no config descriptor")
     config_desc = Descriptor.from_json(manifest["config"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..oci.image import Image
+from ..oci.index import Artifact, Index, images_of
 from ..sinks.atomic import atomic_file
 from .sbom import SUFFIX, generate, render
 from .source import Subject
@@ -17,17 +17,25 @@ def write_bytes(path: Path, data: bytes) -> None:
         out.write(data)
 
 
-def sbom_path(image_path: Path, fmt: str) -> Path:
-    """``iris.tar`` → ``iris.spdx.json`` (or ``iris.cdx.json``), beside the image."""
+def sbom_path(image_path: Path, fmt: str, platform: str | None = None) -> Path:
+    """``iris.tar`` → ``iris.spdx.json`` (or ``iris.cdx.json``), beside the image; with
+    ``platform`` (an index's image) ``iris.linux-arm64.spdx.json``."""
     stem = image_path.name[:-4] if image_path.name.endswith(".tar") else image_path.name
+    if platform:
+        stem += "." + platform.replace("/", "-")
     return image_path.with_name(stem + SUFFIX[fmt])
 
 
-def build_sbom(image: Image, name: str | None, image_path: Path, fmt: str) -> Path:
-    """``build --sbom FORMAT``: the SBOM of the built image, next to its output."""
-    path = sbom_path(image_path, fmt)
-    write_bytes(path, render(generate(Subject(image, name, image.digest), fmt)))
-    return path
+def build_sbom(artifact: Artifact, name: str | None, image_path: Path, fmt: str) -> list[Path]:
+    """``build --sbom FORMAT``: the SBOM of the built image, next to its output; of
+    each platform's image, for an index."""
+    several = isinstance(artifact, Index)
+    paths = []
+    for image in images_of(artifact):
+        path = sbom_path(image_path, fmt, str(image.platform) if several else None)
+        write_bytes(path, render(generate(Subject(image, name, image.digest), fmt)))
+        paths.append(path)
+    return paths
 
 
 def sign_pushed(refs: Sequence[str], digest: str, key: Any, *,

@@ -8,7 +8,7 @@ ECDSA-P256/SHA-256 and appended to ``REPO:sha256-<hex>.sig``.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,11 +36,16 @@ class SignResult:
     signature_manifest: str
     payload_digest: str
     added: bool
+    manifests: tuple["SignResult", ...] = ()
+    """For an image index: the signature of each of its manifests."""
 
     def to_json(self) -> dict[str, Any]:
-        return {"reference": self.reference, "digest": self.digest,
-                "signature": self.signature_ref, "signature_manifest": self.signature_manifest,
-                "payload_digest": self.payload_digest, "added": self.added}
+        out = {"reference": self.reference, "digest": self.digest,
+               "signature": self.signature_ref, "signature_manifest": self.signature_manifest,
+               "payload_digest": self.payload_digest, "added": self.added}
+        if self.manifests:
+            out["manifests"] = [m.to_json() for m in self.manifests]
+        return out
 
 
 def parse_annotations(pairs: list[str] | None) -> dict[str, str]:
@@ -78,10 +83,29 @@ def sign(ref: str, key_path: Path | str, *, annotations: Mapping[str, str] | Non
     return sign_with_key(ref, key, annotations=annotations, insecure=insecure, pool=pool)
 
 
+def index_manifests(client: RegistryClient, repo: str, digest: str) -> list[str]:
+    """The manifest digests of the index ``repo@digest`` (none if it is an image)."""
+    top = client.get_manifest(repo, digest)
+    if not top.is_index:
+        return []
+    return [Descriptor.from_json(m).digest for m in top.json().get("manifests") or []]
+
+
 def sign_with_key(ref: str | Reference, key: ec.EllipticCurvePrivateKey, *,
                   annotations: Mapping[str, str] | None = None, insecure: bool = False,
                   pool: ClientPool | None = None) -> SignResult:
+    """Sign what ``ref`` names; an image index and, as ``cosign sign --recursive``
+    does, each manifest it lists."""
     reference, client, digest = resolve(ref, pool or ClientPool(insecure=insecure))
+    children = tuple(_sign_digest(reference, client, child, key, annotations)
+                     for child in index_manifests(client, reference.repository, digest))
+    return replace(_sign_digest(reference, client, digest, key, annotations),
+                   manifests=children)
+
+
+def _sign_digest(reference: Reference, client: RegistryClient, digest: str,
+                 key: ec.EllipticCurvePrivateKey,
+                 annotations: Mapping[str, str] | None) -> SignResult:
     repo = reference.repository
     payload = make_payload(docker_reference(reference), digest, dict(annotations or {}))
     signature = base64.b64encode(sign_bytes(key, payload)).decode("ascii")

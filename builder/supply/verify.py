@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ..errors import SupplyChainError
 from ..registry.push import ClientPool
 from .keys import load_public_key, read_key_file, verify_bytes
-from .sign import resolve
+from .sign import index_manifests, resolve
 from .simplesigning import (SIGNATURE_ANNOTATION, SIMPLESIGNING_MEDIA_TYPE, parse_payload,
                             same_repository, signature_tag)
 from .store import fetch_signature_image, read_blob
@@ -39,10 +39,13 @@ class VerifyResult:
     digest: str
     verified: tuple[Verified, ...]
     rejected: tuple[str, ...]
+    manifests: tuple["VerifyResult", ...] = ()
+    """For an image index: the result for each of its manifests."""
 
     def to_json(self) -> list[dict[str, Any]]:
-        """What ``--json`` prints: the verified payloads, as cosign prints them."""
-        return [v.payload for v in self.verified]
+        """What ``--json`` prints: the verified payloads, as cosign prints them (an
+        index's first, then its manifests')."""
+        return [v.payload for r in (self, *self.manifests) for v in r.verified]
 
 
 def verify(ref: str, key_path: Path | str, *, annotations: Mapping[str, str] | None = None,
@@ -54,7 +57,22 @@ def verify(ref: str, key_path: Path | str, *, annotations: Mapping[str, str] | N
 def verify_with_key(ref: str, key: ec.EllipticCurvePublicKey, *,
                     annotations: Mapping[str, str] | None = None, insecure: bool = False,
                     pool: ClientPool | None = None) -> VerifyResult:
+    """Verify what ``ref`` names; for an image index, the index and each manifest it
+    lists must carry a valid signature (what ``sign`` writes for an index)."""
     reference, client, digest = resolve(ref, pool or ClientPool(insecure=insecure))
+    top = _verify_digest(reference, client, digest, key, annotations)
+    children = []
+    for child in index_manifests(client, reference.repository, digest):
+        try:
+            children.append(_verify_digest(reference, client, child, key, annotations))
+        except SupplyChainError as e:
+            raise SupplyChainError(f"{reference.name}@{digest} is an image index, and its "
+                                   f"manifest {e}") from e
+    return replace(top, manifests=tuple(children))
+
+
+def _verify_digest(reference: Any, client: Any, digest: str, key: ec.EllipticCurvePublicKey,
+                   annotations: Mapping[str, str] | None) -> VerifyResult:
     repo = reference.repository
     sigs = fetch_signature_image(client, repo, digest)
     where = f"{reference.name}@{digest}"

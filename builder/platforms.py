@@ -53,12 +53,6 @@ class Build:
         return [f"{r.image.platform}: {w}" for r in self.results for w in r.warnings]
 
 
-def matches(have: Platform, want: Platform) -> bool:
-    """``want`` names ``have``: same os and architecture, and variant if ``want`` has one."""
-    return (have.os, have.architecture) == (want.os, want.architecture) and (
-        not want.variant or want.variant == have.variant)
-
-
 def parse_platforms(texts: Sequence[str]) -> list[Platform]:
     """``--platform`` values (each may be a comma-separated list) as platforms."""
     out: list[Platform] = []
@@ -77,10 +71,10 @@ def select_platforms(manifest: Manifest, only: Sequence[Platform] = ()) -> list[
     if not only:
         return listed
     for want in only:
-        if not any(matches(p, want) for p in listed):
+        if not any(p.satisfies(want) for p in listed):
             raise InputError(f"--platform {want}: {manifest.file.name} builds "
                              f"{', '.join(str(p) for p in listed)}")
-    return [p for p in listed if any(matches(p, want) for want in only)]
+    return [p for p in listed if any(p.satisfies(want) for want in only)]
 
 
 def build(manifest: Manifest, ctx: BuildContext, only: Sequence[Platform] = ()) -> Build:

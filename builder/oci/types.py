@@ -89,6 +89,12 @@ class Platform:
             raise ValueError(f"{text!r} is not os/arch[/variant]")
         return Platform(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
+    def satisfies(self, want: "Platform") -> bool:
+        """``want`` names this platform: same os and architecture, and the same variant
+        if ``want`` gives one (``linux/arm64`` is satisfied by ``linux/arm64/v8``)."""
+        return (self.os, self.architecture) == (want.os, want.architecture) and (
+            not want.variant or want.variant == self.variant)
+
     def to_json(self) -> dict[str, str]:
         out = {"architecture": self.architecture, "os": self.os}
         if self.variant:

@@ -115,7 +115,7 @@ def read_image(path: Path, platform: Platform | None = None) -> Image:
     must then be given."""
     artifact = read_artifact(path)
     if isinstance(artifact, Image):
-        if platform is not None and not _matches(artifact.platform, platform):
+        if platform is not None and not artifact.platform.satisfies(platform):
             raise InputError(f"{path}: the image is for {artifact.platform}, not {platform}")
         return artifact
     if platform is None:
@@ -123,11 +123,6 @@ def read_image(path: Path, platform: Platform | None = None) -> Image:
                          f"{', '.join(str(p) for p in artifact.platforms)}; "
                          "choose one with --platform")
     return artifact.image_for(platform)
-
-
-def _matches(have: Platform, want: Platform) -> bool:
-    return (have.os, have.architecture) == (want.os, want.architecture) and (
-        not want.variant or want.variant == have.variant)
 
 
 def image_name(path: Path) -> str | None:

@@ -258,3 +258,13 @@ def test_two_builds_filling_the_same_keys_at_once_corrupt_nothing(tmp_path, chec
     assert [r.cache for r in third.layers] == ["remote", "remote"]
     assert third.image.digest == results[0].image.digest
     validate_image(third.image)  # every blob fetched from the registry, verified
+
+
+def test_notes_travel_through_the_cache_repo(tmp_path, registry):
+    repo = f"{registry.host}/fleet/notes"
+    a = open_cache(tmp_path / "a", repo, required=True)
+    a.put_note("2" * 64, {"parts": [{"name": "app:runtime"}]})
+    b = open_cache(tmp_path / "b", repo, required=True)
+    assert b.get_note("2" * 64) == {"parts": [{"name": "app:runtime"}]}
+    assert b.get_note("3" * 64) is None
+    assert open_cache(tmp_path / "b").get_note("2" * 64) is not None  # kept locally

@@ -83,3 +83,35 @@ def test_verdicts_are_kept_by_key(tmp_path):
     cache.put_verdict("e" * 64)
     assert TieredCache(LocalLayerCache(tmp_path / "cache")).has_verdict("e" * 64)
     assert not cache.has_verdict("f" * 64)
+
+
+def test_notes_are_kept_by_key(tmp_path):
+    cache = TieredCache(LocalLayerCache(tmp_path / "cache"))
+    assert cache.get_note("1" * 64) is None
+    cache.put_note("1" * 64, {"parts": ["a", "b"]})
+    assert TieredCache(LocalLayerCache(tmp_path / "cache")).get_note("1" * 64) == {
+        "parts": ["a", "b"]}
+
+
+def test_entry_rows_give_back_the_view_and_elf_files_open_from_the_blob(tmp_path):
+    import pytest
+
+    from builder.layers.view import entry_rows, row_entries
+
+    cache = LocalLayerCache(tmp_path / "cache")
+    entries = _entries() + [Entry.bytes_file("/etc/passwd", b"app:x:1000:1000::/:/x\n")]
+    layer = build_layer(entries, blob_dir=cache.blob_dir, epoch=0)
+    rows = entry_rows(entries, {"/app/prog"})
+    work = tmp_path / "work"
+    work.mkdir()
+    back = {e.path: e for e in row_entries(rows, layer, work)}
+    assert sorted(back) == sorted(e.path for e in entries)
+    assert back["/app/prog"].mode == 0o755 and back["/app/prog"].size == len(ELF)
+    with back["/app/prog"].opener() as f:  # copied out of the layer blob
+        assert f.read() == ELF
+    with back["/etc/passwd"].opener() as f:
+        assert f.read().startswith(b"app:x:1000")
+    for bad in ([["/../etc", "file", 0, 0, 0, 0, "", None]], [["/a", "socket", 0, 0, 0, 0, "",
+                                                                None]], {"rows": 1}):
+        with pytest.raises(ValueError):
+            row_entries(bad, layer, work)

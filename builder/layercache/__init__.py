@@ -16,7 +16,9 @@ Three implementations share the :class:`LayerCache` shape:
 * :class:`~builder.layercache.tiered.TieredCache`: local first, then remote;
   what the pipeline talks to. It turns remote faults into warnings.
 
-Verdicts (the library closure's "every library resolves") are cached by key too.
+Verdicts (the library closure's "every library resolves") and notes (small JSON
+objects, such as the list of layers a frozen app was split into) are cached by
+key too.
 """
 
 from __future__ import annotations
@@ -63,6 +65,13 @@ class LayerCache(Protocol):
 
     def put_verdict(self, key: str) -> None:
         """Record a verdict under ``key``."""
+
+    def get_note(self, key: str) -> dict[str, Any] | None:
+        """The JSON object recorded under ``key`` (what a source needs to find its
+        layers without making them: a frozen app's list of layers), or None."""
+
+    def put_note(self, key: str, note: dict[str, Any]) -> None:
+        """Record a JSON object under ``key``."""
 
 
 def layer_json(layer: Layer) -> dict[str, Any]:

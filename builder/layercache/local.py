@@ -7,6 +7,7 @@
                                    the ELF members, extra, and the blob file's status
     <cache>/elf/<diff_id hex>.json the ELF members of a layer, by its content
     <cache>/closure/<key>          a verdict (an empty file)
+    <cache>/notes/<key>.json       a note (a JSON object)
 
 A record whose blob is gone or damaged is ignored and the layer rebuilt.
 """
@@ -144,6 +145,21 @@ class LocalLayerCache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
+        except OSError:
+            pass
+
+    # -- notes ----------------------------------------------------------------------
+
+    def get_note(self, key: str) -> dict[str, Any] | None:
+        try:
+            note = json.loads((self.cache_dir / "notes" / f"{key}.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return note if isinstance(note, dict) else None
+
+    def put_note(self, key: str, note: dict[str, Any]) -> None:
+        try:
+            write_json(self.cache_dir / "notes" / f"{key}.json", note)
         except OSError:
             pass
 

@@ -12,7 +12,8 @@ Plain OCI content, so any registry stores it. Per layer key, under the tag
              history, uncompressed_size, name, files}, "elf": [...], "extra": {...}}
 
 A verdict is the tag ``v-<key>``: a manifest whose config is
-``{"format": 1, "key": …, "verdict": true}`` and which has no layers. Blobs are
+``{"format": 1, "key": …, "verdict": true}`` and which has no layers; a note is
+the tag ``n-<key>``, its config ``{"format": 1, "key": …, "note": {…}}``. Blobs are
 content-addressed and the manifest of a key is the same bytes whoever writes
 it, so two runners writing one key at once store the same thing twice.
 
@@ -58,6 +59,10 @@ def layer_tag(key: str) -> str:
 
 def verdict_tag(key: str) -> str:
     return "v-" + _checked(key)
+
+
+def note_tag(key: str) -> str:
+    return "n-" + _checked(key)
 
 
 def _checked(key: str) -> str:
@@ -141,6 +146,11 @@ class RegistryLayerCache:
         body = self._manifest(verdict_tag(key))
         return body is not None and self._record(body, key).get("verdict") is True
 
+    def get_note(self, key: str) -> dict[str, Any] | None:
+        body = self._manifest(note_tag(key))
+        note = self._record(body, key).get("note") if body is not None else None
+        return note if isinstance(note, dict) else None
+
     # -- writing ----------------------------------------------------------------------
 
     def put(self, key: str, layer: Layer, record: Record) -> None:
@@ -151,6 +161,10 @@ class RegistryLayerCache:
     def put_verdict(self, key: str) -> None:
         data = canonical_json({"format": RECORD_FORMAT, "key": key, "verdict": True})
         self._put(verdict_tag(key), key, data, [])
+
+    def put_note(self, key: str, note: dict[str, Any]) -> None:
+        data = canonical_json({"format": RECORD_FORMAT, "key": key, "note": note})
+        self._put(note_tag(key), key, data, [])
 
     def _put(self, tag: str, key: str, record: bytes, layers: list[Layer]) -> None:
         import io

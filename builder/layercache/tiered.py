@@ -132,6 +132,20 @@ class TieredCache:
         self.local.put_verdict(key)
         self._write(lambda remote: remote.put_verdict(key))
 
+    # -- notes ----------------------------------------------------------------------
+
+    def get_note(self, key: str) -> dict[str, Any] | None:
+        note = self.local.get_note(key)
+        if note is None:
+            note = self._read(lambda remote: remote.get_note(key))
+            if note is not None:
+                self.local.put_note(key, note)
+        return note
+
+    def put_note(self, key: str, note: dict[str, Any]) -> None:
+        self.local.put_note(key, note)
+        self._write(lambda remote: remote.put_note(key, note))
+
     # -- faults --------------------------------------------------------------------
 
     def _fault(self, error: BaseException, what: str) -> None:

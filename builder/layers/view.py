@@ -20,6 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
+from ..errors import InputError
 from ..oci.image import Layer
 from ..sinks.atomic import atomic_file
 from .entries import Entry, Kind, image_path
@@ -170,3 +171,43 @@ def merge(view: dict[str, Entry], entries: list[Entry]) -> None:
         if old is not None and old.kind is Kind.DIR and entry.kind is not Kind.DIR:
             apply_whiteouts(view, [(entry.path, True)])  # a file replaces a directory tree
         view[entry.path] = entry
+
+
+# -- a layer's view kept in a cache record ---------------------------------------------
+
+def entry_rows(entries: list[Entry], elf: set[str] | frozenset[str]) -> list[list]:
+    """Index rows (as :func:`_scan` makes them) for ``entries`` of a layer built here,
+    ``elf`` naming its ELF files: what a cache record keeps so a later build, anywhere,
+    sees the layer's files without its inputs."""
+    rows: list[list] = []
+    for e in entries:
+        content: object = None
+        if e.kind is Kind.FILE:
+            if e.path in elf:
+                content = True
+            elif e.path in KEEP_CONTENT and e.opener is not None:
+                with e.opener() as f:
+                    content = base64.b64encode(f.read()).decode("ascii")
+        rows.append([e.path, e.kind.value, e.mode, e.uid, e.gid, e.size, e.target, content])
+    return rows
+
+
+def row_entries(rows: object, layer: Layer, workdir: Path) -> list[Entry]:
+    """The entries :func:`entry_rows` described; ELF files open their copy from
+    ``layer``'s blob (read on the first open). Raises ValueError for rows that are
+    not such a description (a record is read from elsewhere)."""
+    def valid(r: object) -> bool:
+        return (isinstance(r, list) and len(r) == 8 and r[1] in _KINDS
+                and isinstance(r[0], str) and _normal(r[0])
+                and all(isinstance(v, int) for v in r[2:6]) and isinstance(r[6], str))
+
+    if not isinstance(rows, list) or not all(valid(r) for r in rows):
+        raise ValueError("malformed entry rows")
+    return _entries(rows, _ElfCopies(layer, workdir).opener)
+
+
+def _normal(path: str) -> bool:
+    try:
+        return image_path(path) == path
+    except InputError:
+        return False

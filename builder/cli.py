@@ -397,13 +397,15 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Audit the image, or every platform's image of an index (each must pass)."""
-    from .supply.audit import audit
+    from .supply.allowlist import load_allowlist
+    from .supply.audit import RULES, audit, format_finding
     from .supply.source import open_subjects
 
+    allowlist = load_allowlist(args.allowlist, RULES) if args.allowlist else ()
     subjects = open_subjects(args.image, insecure=args.insecure,
                              platform=_one_platform(args.platform))
-    reports = [audit(s.image, name=s.name, digest=s.digest, fail_on=args.fail_on)
-               for s in subjects]
+    reports = [audit(s.image, name=s.name, digest=s.digest, fail_on=args.fail_on,
+                     allowlist=allowlist) for s in subjects]
     passed = all(r.passed for r in reports)
     several = len(subjects) > 1
     if args.json:
@@ -414,10 +416,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
     for subject, report in zip(subjects, reports):
         where = f"{subject.image.platform}: " if several else ""
         for f in report.findings:
-            print(f"{where}{f.severity.upper():<8} {f.id:<16} {f.message}")
+            print(f"{where}{format_finding(f)}")
+        suppressed = f", {len(report.suppressed)} suppressed" if report.suppressed else ""
         _err(f"{where}audit {'passed' if report.passed else 'FAILED'}: "
              f"{_count(len(report.findings), 'finding')}, {len(report.failures)} at or above "
-             f"{report.fail_on}")
+             f"{report.fail_on}{suppressed}")
     return EXIT_OK if passed else EXIT_USER
 
 
@@ -619,6 +622,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fail-on", choices=("info", "low", "medium", "high", "critical"),
                    default="medium", help="lowest severity that fails the audit (default medium)")
     _platform_flag(p, "of an image index, audit only this platform's image (default: each)")
+    p.add_argument("--allowlist", metavar="FILE",
+                   help="YAML of accepted findings (rule, path glob, reason): shown as suppressed")
     _registry_flags(p)
     p.set_defaults(func=cmd_audit)
 

@@ -8,7 +8,8 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(skopeo umoci runc podman docker-registry busybox-static apache2-utils
-          gnupg dpkg-dev gcc binutils ca-certificates pigz zstd buildah)
+          gnupg dpkg-dev gcc binutils ca-certificates pigz zstd buildah
+          openssh-client)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

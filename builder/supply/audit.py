@@ -2,11 +2,12 @@
 
 One streaming pass over the layers, bottom to top. Each regular file is read
 once, in blocks: its MD5 is kept (to compare with the image's own dpkg
-``status.d/<pkg>.md5sums``), and its bytes are searched for PEM private-key
-headers; small text files are also searched for tokens. Secrets count in
-every layer, including files a later layer deletes with a whiteout: the bytes
-are still in the image's blobs. Everything else is judged on the final file
-system the container sees.
+``status.d/<pkg>.md5sums``), and its bytes are searched for whole secrets
+(:mod:`.secrets`: complete private keys that parse, tokens of their real shape,
+``.env`` values random enough). Secrets count in every layer, including files a
+later layer deletes with a whiteout: the bytes are still in the image's blobs.
+Everything else is judged on the final file system the container sees. An
+allowlist (:mod:`.allowlist`) marks accepted findings suppressed.
 
 Severities: ``critical`` and ``high`` and ``medium`` fail the audit by
 default (``--fail-on`` moves the threshold); ``low`` and ``info`` are reported
@@ -20,7 +21,8 @@ import posixpath
 import re
 import stat
 import tarfile
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..layers.entries import image_path
@@ -28,6 +30,8 @@ from ..layers.reader import iter_members
 from ..oci.image import Image
 from ..oci.types import BASE_NAME_ANNOTATION
 from ..layers.whiteouts import apply_whiteouts, whiteout_target
+from .allowlist import AllowEntry
+from .secrets import TOKEN_RULES, Secret, SecretScanner, find_env_secrets, is_env_file
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 DEFAULT_FAIL_ON = "medium"
@@ -43,16 +47,20 @@ _PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
 _BLOCK = 1 << 20
 _SHELL_BANNERS = re.compile(rb"BusyBox v[0-9]|GNU bash, version |Toybox [0-9]")
 """Version banners compiled into shell binaries: a shell under any name is found."""
-_PEM_KEY = re.compile(rb"-----BEGIN ((?:RSA |EC |DSA |OPENSSH |ENCRYPTED |PGP )?PRIVATE KEY"
-                      rb"(?: BLOCK)?)-----")
 _TEXT_LIMIT = 1 << 20
-_TOKENS = (
-    ("aws-access-key", re.compile(rb"(?<![A-Z0-9])(?:AKIA|ASIA)[0-9A-Z]{16}(?![A-Z0-9])")),
-    ("github-token", re.compile(rb"(?<![A-Za-z0-9_])gh[pousr]_[A-Za-z0-9]{36,255}")),
-    ("github-token", re.compile(rb"github_pat_[A-Za-z0-9_]{60,255}")),
-)
-_ENV_SECRET = re.compile(rb"(?im)^\s*(?:export\s+)?[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|"
-                         rb"API_KEY)[A-Z0-9_]*\s*=\s*['\"]?[^\s'\"#]+")
+
+
+RULES = tuple(sorted({"root-user", "base-unpinned", "private-key", "env-file", "env-secret",
+                      "shell", "package-manager", "setuid", "world-writable", "dpkg-modified"}
+                     | {rule.rule for rule in TOKEN_RULES}))
+"""Every rule a finding can come from (its ``id``; what an allowlist names)."""
+
+
+@dataclass(frozen=True)
+class Suppression:
+    reason: str
+    where: str
+    """``FILE:LINE`` of the allowlist entry."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +70,9 @@ class Finding:
     message: str
     path: str | None = None
     layer: int | None = None
+    excerpt: str | None = None
+    """For a secret: what matched, redacted."""
+    suppressed: Suppression | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "severity": self.severity, "message": self.message}
@@ -69,6 +80,11 @@ class Finding:
             out["path"] = self.path
         if self.layer is not None:
             out["layer"] = self.layer
+        if self.excerpt is not None:
+            out["excerpt"] = self.excerpt
+        if self.suppressed is not None:
+            out["suppressed"] = {"reason": self.suppressed.reason,
+                                 "allowlist": self.suppressed.where}
         return out
 
 
@@ -82,7 +98,12 @@ class AuditReport:
     @property
     def failures(self) -> list[Finding]:
         threshold = SEVERITIES.index(self.fail_on)
-        return [f for f in self.findings if SEVERITIES.index(f.severity) >= threshold]
+        return [f for f in self.findings
+                if SEVERITIES.index(f.severity) >= threshold and f.suppressed is None]
+
+    @property
+    def suppressed(self) -> list[Finding]:
+        return [f for f in self.findings if f.suppressed is not None]
 
     @property
     def passed(self) -> bool:
@@ -111,14 +132,15 @@ class _File:
 class _Scan:
     view: dict[str, _File] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
-    secrets: list[tuple[str, int, str, str]] = field(default_factory=list)
-    """(path, layer, id, detail) for every secret seen in any layer."""
+    secrets: list[tuple[str, int, Secret]] = field(default_factory=list)
+    """(path, layer, secret) for every secret seen in any layer."""
     md5sums: dict[str, bytes] = field(default_factory=dict)
 
 
 def audit(image: Image, *, name: str | None = None, digest: str | None = None,
-          fail_on: str = DEFAULT_FAIL_ON) -> AuditReport:
-    """Audit ``image``; the report's ``passed`` says whether nothing reached ``fail_on``."""
+          fail_on: str = DEFAULT_FAIL_ON, allowlist: Sequence[AllowEntry] = ()) -> AuditReport:
+    """Audit ``image``; the report's ``passed`` says whether nothing reached ``fail_on``
+    (findings an ``allowlist`` entry matches are kept, marked suppressed, and never fail)."""
     scan = _Scan()
     for index, layer in enumerate(image.layers):
         _scan_layer(scan, index, layer)
@@ -127,8 +149,10 @@ def audit(image: Image, *, name: str | None = None, digest: str | None = None,
     findings += _secret_findings(scan)
     findings += _file_findings(scan.view)
     findings += _dpkg_findings(scan)
+    findings = [_suppress(f, allowlist) for f in findings]
     order = {s: i for i, s in enumerate(reversed(SEVERITIES))}
-    findings.sort(key=lambda f: (order[f.severity], f.id, f.path or "", f.layer or 0))
+    findings.sort(key=lambda f: (f.suppressed is not None, order[f.severity], f.id,
+                                 f.path or "", f.layer or 0))
     return AuditReport(digest or image.digest, name, findings, fail_on)
 
 
@@ -172,9 +196,9 @@ def _read_file(scan: _Scan, tar: tarfile.TarFile, info: tarfile.TarInfo, path: s
     small = info.size <= _TEXT_LIMIT
     head = b""
     tail = b""
-    found_key: str | None = None
     elf: bool | None = None
     shell: str | None = None
+    secrets = SecretScanner()
     while True:
         block = stream.read(_BLOCK)
         if not block:
@@ -184,31 +208,37 @@ def _read_file(scan: _Scan, tar: tarfile.TarFile, info: tarfile.TarInfo, path: s
             elf = block.startswith(b"\x7fELF")
         if small:
             head += block
-        if found_key is None:
-            m = _PEM_KEY.search(tail + block)
-            if m:
-                found_key = m.group(1).decode()
+        secrets.feed(block)
         if elf and shell is None:
             banner = _SHELL_BANNERS.search(tail + block)
             if banner:
                 shell = banner.group(0).split()[0].decode()
         tail = block[-64:]
-    if found_key:
-        scan.secrets.append((path, index, "private-key", f"a PEM {found_key}"))
-    if small and b"\0" not in head[:8192]:
-        for ident, pattern in _TOKENS:
-            if pattern.search(head):
-                scan.secrets.append((path, index, ident, "a token"))
-                break
-        base = posixpath.basename(path)
-        if base == ".env" or base.startswith(".env.") or base.endswith(".env"):
-            scan.secrets.append((path, index, "env-file", "an .env file"))
-            if _ENV_SECRET.search(head):
-                scan.secrets.append((path, index, "env-secret",
-                                     "a password/secret/token assignment"))
+    scan.secrets += [(path, index, secret) for secret in secrets.secrets()]
+    if small and is_env_file(posixpath.basename(path)) and b"\0" not in head[:8192]:
+        scan.secrets.append((path, index, Secret("env-file", "an .env file", "", 0)))
+        scan.secrets += [(path, index, secret)
+                         for secret in find_env_secrets(head.decode("utf-8", "replace"))]
     if path.startswith("/var/lib/dpkg/status.d/") and path.endswith(".md5sums") and small:
         scan.md5sums[path] = head
     return md5.hexdigest(), shell
+
+
+def format_finding(f: Finding) -> str:
+    """One line of the text report."""
+    line = f"{f.severity.upper():<8} {f.id:<16} {f.message}"
+    if f.excerpt:
+        line += f" [{f.excerpt}]"
+    if f.suppressed:
+        line = f"{line} (suppressed by {f.suppressed.where}: {f.suppressed.reason})"
+    return line
+
+
+def _suppress(finding: Finding, allowlist: Sequence[AllowEntry]) -> Finding:
+    for entry in allowlist:
+        if entry.matches(finding.id, finding.path):
+            return replace(finding, suppressed=Suppression(entry.reason, entry.where))
+    return finding
 
 
 # -- judging -------------------------------------------------------------------------
@@ -243,14 +273,15 @@ def _base_findings(image: Image) -> list[Finding]:
 
 def _secret_findings(scan: _Scan) -> list[Finding]:
     out = []
-    for path, layer, ident, detail in scan.secrets:
+    for path, layer, secret in scan.secrets:
         entry = scan.view.get(path)
         live = entry is not None and entry.layer == layer
         where = f"layer {layer}" + ("" if live else
                                     " (deleted or replaced by a later layer, but still in "
                                     "that layer's blob)")
-        severity = {"env-file": "medium"}.get(ident, "critical")
-        out.append(Finding(ident, severity, f"{path} holds {detail}, in {where}", path, layer))
+        severity = "low" if secret.rule == "env-file" else "critical"
+        out.append(Finding(secret.rule, severity, f"{path} holds {secret.what}, in {where}",
+                           path, layer, secret.excerpt or None))
     return out
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
 from ..errors import UnsafePathError
+from .whiteouts import bad_whiteout
 
 Opener = Callable[[], BinaryIO]
 """A callable returning a fresh binary stream of a file's content."""
@@ -150,6 +151,8 @@ def tar_member_paths(info: tarfile.TarInfo, archive: str) -> tuple[str, str]:
     """
     try:
         path = image_path(info.name)
+        if bad_whiteout(path):
+            raise UnsafePathError(f"whiteout {info.name!r} names no file")
         if info.issym():
             check_symlink_target(path, info.linkname)
             return path, info.linkname

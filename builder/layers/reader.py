@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
 
-from ..oci.image import Layer
+from ..oci.image import Image, Layer
 from .compress import decompressing_reader
-from .entries import tar_member_paths
+from ..errors import DigestMismatchError
+from .members import CheckedTarInfo, MemberCheck, MemberError
 
 
 @dataclass(frozen=True)
@@ -25,10 +27,12 @@ class Member:
 
 
 class _Counting(io.RawIOBase):
-    """Counts the bytes read through it (the layer's uncompressed tar stream)."""
+    """Counts and hashes the bytes read through it (the layer's uncompressed tar
+    stream: its length is the uncompressed size, its digest the diff_id)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream, self.count = stream, 0
+        self.sha256 = hashlib.sha256()
 
     def readable(self) -> bool:
         return True
@@ -37,29 +41,51 @@ class _Counting(io.RawIOBase):
         data = self._stream.read(len(buffer))
         buffer[:len(data)] = data
         self.count += len(data)
+        self.sha256.update(data)
         return len(data)
 
 
 def iter_members(layer: Layer, index: int = 0, *,
-                 on_end: Callable[[int], None] | None = None,
+                 on_end: Callable[[int], None] | None = None, special_files: bool = True,
                  ) -> Iterator[tuple[Member, tarfile.TarFile, tarfile.TarInfo]]:
     """Stream the members of a layer without extracting it.
 
-    Every member's path is normalized to an image path; a member, symlink or
-    hard link that would escape the image root (a hostile pulled layer) raises
-    :class:`UnsafePathError` naming the layer, so it never reaches an image.
-    ``on_end``, if given, is called after the last member with the length of the
-    whole uncompressed tar stream (what a layer's "uncompressed size" means).
+    Every member goes through :class:`MemberCheck` (paths normalized to image
+    paths; escapes, NUL bytes, wild owner ids, huge pax headers, stray hard
+    links and members below a symlink refused; devices and FIFOs too unless
+    ``special_files``), so a hostile layer raises :class:`InputError` naming it
+    and never reaches an image. After the last member the whole stream has
+    been hashed: a layer whose tar does not match its diff_id raises
+    :class:`DigestMismatchError`. ``on_end``, if given, is then called with the
+    length of the uncompressed tar stream (what "uncompressed size" means).
     """
+    name = f"layer {layer.digest[:19]}…"
+    check = MemberCheck(name, special_files=special_files)
     with layer.opener() as raw:
         counted = _Counting(decompressing_reader(raw, layer.media_type))
         stream = io.BufferedReader(counted, 1 << 20)
-        with tarfile.open(fileobj=stream, mode="r|") as tar:
-            for info in tar:
-                path, _ = tar_member_paths(info, f"layer {layer.digest[:19]}…")
-                yield (Member(index, path, info.size, info.mode, info.uid, info.gid,
-                              info.type, info.linkname), tar, info)
+        try:
+            with tarfile.open(fileobj=stream, mode="r|", tarinfo=CheckedTarInfo) as tar:
+                for info in tar:
+                    path, _ = check(info)
+                    yield (Member(index, path, info.size, info.mode, info.uid, info.gid,
+                                  info.type, info.linkname), tar, info)
+        except MemberError as e:
+            raise MemberError(f"{name}: {e}") from None
+        while stream.read(1 << 20):  # the end-of-archive blocks and record padding
+            pass
+        diff_id = "sha256:" + counted.sha256.hexdigest()
+        if diff_id != layer.diff_id:
+            raise DigestMismatchError(f"{name}: its tar (the config's diff_id)",
+                                      layer.diff_id, diff_id)
         if on_end is not None:
-            while stream.read(1 << 20):  # the end-of-archive blocks and record padding
-                pass
             on_end(counted.count)
+
+
+def check_layers(image: Image) -> None:
+    """Read every layer of ``image`` through :func:`iter_members`: a member that
+    escapes the root (or is otherwise refused) or a tar that does not match its
+    diff_id raises, as it would in ``inspect`` or ``audit``."""
+    for index, layer in enumerate(image.layers):
+        for _ in iter_members(layer, index):
+            pass

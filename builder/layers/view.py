@@ -29,6 +29,8 @@ from .whiteouts import WHITEOUT, apply_whiteouts, whiteout_target
 ELF_MAGIC = b"\x7fELF"
 KEEP_CONTENT = frozenset({"/etc/passwd", "/etc/group"})
 """Small files whose content the build reads back (to resolve ``config.user``)."""
+MAX_KEPT_BYTES = 1 << 20
+"""The largest :data:`KEEP_CONTENT` file read from a base layer (1 MiB)."""
 INDEX_FORMAT = 2
 _KINDS = {kind.value: kind for kind in Kind}
 
@@ -64,7 +66,7 @@ def blob_layer_entries(layer: Layer, workdir: Path,
     ``index_dir`` when there is one (made and kept there otherwise). ELF files open
     their copy in ``workdir``, :data:`KEEP_CONTENT` files their content, every other
     file reads as empty."""
-    record = index_dir / f"{layer.diff_id.split(':', 1)[-1]}.json" if index_dir else None
+    record = index_dir / _index_name(layer) if index_dir else None
     index = _read_index(record) if record is not None else None
     if index is None:
         copies: dict[str, Path] = {}
@@ -76,19 +78,28 @@ def blob_layer_entries(layer: Layer, workdir: Path,
     return _entries(rows, _ElfCopies(layer, workdir).opener), tar_bytes
 
 
+def _index_name(layer: Layer) -> str:
+    """An index is kept per (blob, diff_id) pair: a hit means this very blob was read
+    and found to be that diff_id, so a hostile descriptor claiming a known diff_id
+    for other bytes is read (and refused) again."""
+    return f"{layer.digest.split(':', 1)[-1][:32]}-{layer.diff_id.split(':', 1)[-1][:32]}.json"
+
+
 def _scan(layer: Layer, workdir: Path, copies: dict[str, Path]) -> tuple[list[list], int]:
     """Stream ``layer`` once: its index rows and tar length, ELF files copied to
     ``workdir``.
 
     A row is ``[path, kind, mode, uid, gid, size, target, content]`` where
     ``content`` is True for an ELF file, base64 text for a :data:`KEEP_CONTENT`
-    file, else None.
+    file, else None. Members are checked as a ``tar:`` layer's are (devices
+    refused) and the stream against the layer's diff_id.
     """
     from .reader import iter_members  # tarfile and decompressors: only on an index miss
 
     rows: list[list] = []
     tar_bytes: list[int] = []
-    for index, (member, tar, info) in enumerate(iter_members(layer, on_end=tar_bytes.append)):
+    members = iter_members(layer, on_end=tar_bytes.append, special_files=False)
+    for index, (member, tar, info) in enumerate(members):
         if member.path == "/":
             continue
         mode = info.mode & 0o7777
@@ -112,6 +123,9 @@ def _scan(layer: Layer, workdir: Path, copies: dict[str, Path]) -> tuple[list[li
                 copies[member.path] = copy
                 content = True
             elif stream is not None and member.path in KEEP_CONTENT:
+                if info.size > MAX_KEPT_BYTES:
+                    raise InputError(f"layer {layer.digest[:19]}…: {member.path} is "
+                                     f"{info.size} bytes; at most {MAX_KEPT_BYTES} are read")
                 content = base64.b64encode(head + stream.read()).decode("ascii")
             rows.append([member.path, Kind.FILE.value, mode, info.uid, info.gid, info.size,
                          "", content])

@@ -27,6 +27,16 @@ def whiteout_target(path: str) -> tuple[str, bool] | None:
     return None
 
 
+def bad_whiteout(path: str) -> bool:
+    """Whether ``path`` is a whiteout naming no sibling: ``.wh.`` (its own directory),
+    ``.wh..`` or ``.wh...`` (the directory or its parent). Extractors join the name
+    to the directory and delete the result (umoci removed a whole rootfs for
+    ``.wh...``), so such members are refused like any path escaping the root."""
+    name = posixpath.basename(path)
+    return name.startswith(WHITEOUT) and name != OPAQUE and \
+        name[len(WHITEOUT):] in ("", ".", "..")
+
+
 def apply_whiteouts(view: MutableMapping[str, T], whiteouts: list[tuple[str, bool]]) -> list[str]:
     """Remove what ``whiteouts`` hide from ``view``; return the removed paths."""
     removed: list[str] = []

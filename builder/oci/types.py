@@ -53,6 +53,20 @@ class MediaType(str, enum.Enum):
 
 
 _DIGEST_RE = re.compile(r"^sha256:[a-f0-9]{64}$")
+_MEDIA_TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}"
+                            r"/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")  # image-spec, RFC 6838
+
+MAX_BLOB_BYTES = 64 << 30
+"""The largest blob size a descriptor may claim (64 GiB): a size beyond it, or a
+negative one, marks the descriptor as hostile before it touches the cache."""
+MAX_MANIFEST_BYTES = 4 << 20
+"""The largest manifest or index read, from a registry or an archive (4 MiB, as
+containerd)."""
+MAX_CONFIG_BYTES = 16 << 20
+"""The largest image config read (16 MiB; real ones are a few kB, long histories
+a few hundred)."""
+CONFIG_TYPES = frozenset({"application/vnd.oci.image.config.v1+json",
+                          "application/vnd.docker.container.image.v1+json"})
 
 
 def check_digest(digest: str, what: str = "digest") -> str:
@@ -123,12 +137,33 @@ class Descriptor:
         return out
 
     @staticmethod
-    def from_json(obj: dict[str, Any]) -> "Descriptor":
+    def from_json(obj: Any) -> "Descriptor":
+        """A descriptor from registry or archive JSON, validated before anything uses it:
+        a well-formed media type, a ``sha256:`` digest of 64 hex digits and an integer
+        size in ``0 … MAX_BLOB_BYTES``."""
+        if not isinstance(obj, dict):
+            raise ImageError(f"malformed descriptor: a {type(obj).__name__}, not an object")
+        media_type, size, plat = obj.get("mediaType"), obj.get("size"), obj.get("platform")
+        if not isinstance(media_type, str) or not _MEDIA_TYPE_RE.match(media_type):
+            raise ImageError(f"malformed descriptor: mediaType {_short(media_type)} is not "
+                             "a media type")
+        digest = obj.get("digest")
+        if not isinstance(digest, str) or not _DIGEST_RE.match(digest):
+            raise ImageError(f"malformed descriptor: digest {_short(digest)} is not "
+                             "sha256:<64 hex digits>")
+        if isinstance(size, bool) or not isinstance(size, int) or not \
+                0 <= size <= MAX_BLOB_BYTES:
+            raise ImageError(f"malformed descriptor {digest}: size {_short(size)} is not a "
+                             f"byte count from 0 to {MAX_BLOB_BYTES}")
         try:
-            plat = obj.get("platform")
-            return Descriptor(obj["mediaType"], check_digest(obj["digest"]), int(obj["size"]),
-                              dict(obj.get("annotations") or {}),
-                              Platform(plat["os"], plat["architecture"], plat.get("variant"))
-                              if plat else None)
+            return Descriptor(media_type, digest, size, dict(obj.get("annotations") or {}),
+                              Platform(str(plat["os"]), str(plat["architecture"]),
+                                       plat.get("variant")) if plat else None)
         except (KeyError, TypeError, ValueError) as e:
-            raise ImageError(f"malformed descriptor {obj!r}: {e}") from e
+            raise ImageError(f"malformed descriptor {digest}: {e}") from e
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters (hostile JSON can be huge)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"

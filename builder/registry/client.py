@@ -29,7 +29,7 @@ from typing import Any, BinaryIO, Callable
 import requests
 
 from ..errors import DigestMismatchError, ImageError, RegistryError
-from ..oci.types import Descriptor, MediaType, check_digest, sha256_digest
+from ..oci.types import MAX_MANIFEST_BYTES, Descriptor, MediaType, check_digest, sha256_digest
 from .transport import RetryPolicy, SizedReader, Transport, redact_url
 
 log = logging.getLogger("ocibuild.registry")
@@ -37,7 +37,6 @@ log = logging.getLogger("ocibuild.registry")
 MANIFEST_TYPES = (MediaType.OCI_MANIFEST.value, MediaType.OCI_INDEX.value,
                   MediaType.DOCKER_MANIFEST.value, MediaType.DOCKER_MANIFEST_LIST.value)
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
-MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 DEFAULT_CHUNK = 32 * 1024 * 1024
 _READ_BLOCK = 1024 * 1024
 _RANGE = re.compile(r"^(?:bytes=)?0-(\d+)$")

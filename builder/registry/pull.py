@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..cache import default_cache_dir
-from ..errors import DigestMismatchError, ImageError
+from ..errors import ImageError
 from ..layers.entries import FileOpener
 from ..oci.image import Image, Layer, RawManifest
-from ..oci.types import Descriptor, Platform, check_digest
 from ..oci.index import pick_platform
+from ..oci.types import (CONFIG_TYPES, MAX_CONFIG_BYTES, Descriptor, MediaType, Platform,
+                         check_digest)
 from .client import ManifestBlob, RegistryClient
 from .push import ClientPool
 from .reference import Reference, parse_reference
@@ -42,26 +43,30 @@ class BlobCache:
         return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
 
     def verified(self, desc: Descriptor) -> Path | None:
-        """The cached file for ``desc`` if its size and digest hold; else None (and removed)."""
+        """The cached file for ``desc`` if its size and digest hold; else None.
+
+        A file whose bytes do not hash to its name is corrupt and removed. One
+        that does hash right but is not ``desc.size`` long is a valid blob and a
+        lying descriptor: it stays, and the descriptor is refused.
+        """
         path = self.path(desc.digest)
         try:
-            if path.stat().st_size != desc.size:
-                raise DigestMismatchError(f"cached blob {path}", str(desc.size),
-                                          str(path.stat().st_size))
             h = hashlib.sha256()
+            size = 0
             with path.open("rb") as f:
                 for block in iter(functools.partial(f.read, 1024 * 1024), b""):
                     h.update(block)
-            if "sha256:" + h.hexdigest() != desc.digest:
-                raise DigestMismatchError(f"cached blob {path}", desc.digest,
-                                          "sha256:" + h.hexdigest())
-            return path
+                    size += len(block)
         except FileNotFoundError:
             return None
-        except DigestMismatchError as e:
-            log.warning("%s; discarding it", e)
+        if "sha256:" + h.hexdigest() != desc.digest:
+            log.warning("cached blob %s does not match its digest; discarding it", path)
             path.unlink(missing_ok=True)
             return None
+        if size != desc.size:
+            raise ImageError(f"the descriptor of blob {desc.digest} says {desc.size} bytes; "
+                             f"the blob is {size} bytes")
+        return path
 
     def fetch(self, client: RegistryClient, repo: str, desc: Descriptor) -> Path:
         return self.verified(desc) or client.fetch_blob(repo, desc, self.path(desc.digest))
@@ -95,15 +100,7 @@ def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = No
         if manifest.is_index:
             raise ImageError(f"{reference}: nested image indexes are not supported")
     body = manifest.json()
-    try:
-        config_desc = Descriptor.from_json(body["config"])
-        layer_descs = [Descriptor.from_json(x) for x in body.get("layers") or []]
-    except (KeyError, TypeError) as e:
-        raise ImageError(f"{reference}: malformed manifest: {e}") from e
-    for d in layer_descs:
-        if not _is_layer(d.media_type):
-            raise ImageError(f"{reference}: layer {d.digest} has unsupported media type "
-                             f"{d.media_type!r}")
+    config_desc, layer_descs = _descriptors(body, reference)
     config_path = cache.fetch(client, repo, config_desc)
     config = _load_config(config_path, reference)
     if platform and not _platform_matches(config, platform):
@@ -132,8 +129,36 @@ def pull_image(ref: str, platform: Platform | None = None, cache_dir: Path | Non
     return pull(ref, platform, cache_dir, insecure=insecure, pool=pool).image
 
 
+def _descriptors(body: dict[str, Any], reference: Reference) -> tuple[Descriptor, list[Descriptor]]:
+    """The manifest's config and layer descriptors, all checked before any is fetched:
+    well formed (:meth:`Descriptor.from_json`), of known media types, the config no
+    larger than :data:`MAX_CONFIG_BYTES`."""
+    layers = body.get("layers") or []
+    if not isinstance(layers, list):
+        raise ImageError(f"{reference}: malformed manifest: layers is not a list")
+    try:
+        config = Descriptor.from_json(body.get("config"))
+        descs = [Descriptor.from_json(x) for x in layers]
+    except ImageError as e:
+        raise ImageError(f"{reference}: {e}") from e
+    if config.media_type not in CONFIG_TYPES:
+        raise ImageError(f"{reference}: config {config.digest} has unsupported media type "
+                         f"{config.media_type!r}")
+    if config.size > MAX_CONFIG_BYTES:
+        raise ImageError(f"{reference}: config {config.digest} claims {config.size} bytes; "
+                         f"an image config is at most {MAX_CONFIG_BYTES}")
+    for d in descs:
+        if not _is_layer(d.media_type):
+            raise ImageError(f"{reference}: layer {d.digest} has unsupported media type "
+                             f"{d.media_type!r}")
+    return config, descs
+
+
 def _is_layer(media_type: str) -> bool:
-    return ".layer." in media_type or ".rootfs." in media_type
+    try:
+        return MediaType(media_type).is_layer()
+    except ValueError:
+        return False
 
 
 def _platform_matches(config: dict[str, Any], platform: Platform) -> bool:

@@ -16,7 +16,11 @@ from ..errors import DigestMismatchError, ImageError, InputError
 from ..layers.hashio import SectionReader
 from ..oci.image import Image, Layer, RawManifest
 from ..oci.index import Index, IndexManifest
-from ..oci.types import Descriptor, MediaType, Platform, check_digest, sha256_digest
+from ..oci.types import (MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, Descriptor, MediaType, Platform,
+                         check_digest, sha256_digest)
+
+MAX_JSON_BYTES = 64 << 20
+"""The largest JSON document (index.json, manifest.json) read from an archive."""
 
 
 class _Archive:
@@ -69,20 +73,29 @@ class _Archive:
             return self._inside(name).stat().st_size
         return self.members[_member_name(name)][1]
 
-    def read(self, name: str, limit: int = 64 << 20) -> bytes:
+    def read(self, name: str, limit: int = MAX_JSON_BYTES) -> bytes:
         if self.has(name) and self.size(name) > limit:
-            raise ImageError(f"{self.path}: {name} is too large for a JSON document")
+            raise ImageError(f"{self.path}: {name} is {self.size(name)} bytes; a JSON "
+                             f"document here is at most {limit}")
         with self.opener(name)() as f:
-            return f.read()
+            return f.read(limit + 1)
 
     def json(self, name: str, kind: type = dict) -> Any:
-        try:
-            value = json.loads(self.read(name))
-        except ValueError as e:
-            raise ImageError(f"{self.path}: {name} is not valid JSON: {e}") from e
+        value = _parse_json(self.read(name), f"{self.path}: {name}")
         if not isinstance(value, kind):
             raise ImageError(f"{self.path}: {name} is not a JSON {kind.__name__}")
         return value
+
+
+def _parse_json(data: bytes, what: str) -> Any:
+    """``json.loads`` whose failures, nesting too deep for Python included, are
+    :class:`ImageError` naming ``what``."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ImageError(f"{what} is nested too deeply to be an image document") from None
+    except ValueError as e:
+        raise ImageError(f"{what} is not valid JSON: {e}") from e
 
 
 def _member_name(name: str) -> str:
@@ -143,20 +156,28 @@ def image_name(path: Path) -> str | None:
 
 
 def _json_object(data: bytes, archive: _Archive, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError as e:
-        raise ImageError(f"{archive.path}: the {what} is not valid JSON: {e}") from e
+    value = _parse_json(data, f"{archive.path}: the {what}")
     if not isinstance(value, dict):
         raise ImageError(f"{archive.path}: the {what} is not a JSON object")
     return value
 
 
-def _verified(archive: _Archive, digest: str, what: str) -> bytes:
-    data = archive.read(_blob(digest))
+def _verified(archive: _Archive, desc: Descriptor, what: str, limit: int) -> bytes:
+    """The blob ``desc`` names, checked against its size (and ``limit``) before it is
+    read and against its digest after."""
+    name = _blob(desc.digest)
+    if not archive.has(name):
+        raise ImageError(f"{archive.path}: the {what} blob {desc.digest} is missing")
+    if desc.size > limit:
+        raise ImageError(f"{archive.path}: the {what} descriptor claims {desc.size} bytes; "
+                         f"a {what} is at most {limit}")
+    if archive.size(name) != desc.size:
+        raise ImageError(f"{archive.path}: the {what} blob {desc.digest} is "
+                         f"{archive.size(name)} bytes; its descriptor says {desc.size}")
+    data = archive.read(name, limit)
     actual = sha256_digest(data)
-    if actual != digest:
-        raise DigestMismatchError(f"{archive.path}: {what}", digest, actual)
+    if actual != desc.digest:
+        raise DigestMismatchError(f"{archive.path}: {what}", desc.digest, actual)
     return data
 
 
@@ -168,8 +189,8 @@ def _read_oci(archive: _Archive) -> Image | Index:
     if len(manifests) != 1:
         raise ImageError(f"{archive.path}: index.json holds {len(manifests)} manifests; "
                          "ocibuild reads archives holding exactly one image")
-    desc = Descriptor.from_json(manifests[0])
-    manifest_bytes = _verified(archive, desc.digest, "manifest")
+    desc = _descriptor(archive, manifests[0])
+    manifest_bytes = _verified(archive, desc, "manifest", MAX_MANIFEST_BYTES)
     manifest = _json_object(manifest_bytes, archive, "manifest")
     if _media_type(manifest.get("mediaType", desc.media_type), archive).is_index():
         return _read_index(archive, manifest_bytes, manifest)
@@ -191,8 +212,8 @@ def _read_index(archive: _Archive, data: bytes, index: dict[str, Any]) -> Index:
         raise ImageError(f"{archive.path}: the image index lists no manifests")
     manifests = []
     for raw in entries:
-        desc = Descriptor.from_json(raw)
-        body_bytes = _verified(archive, desc.digest, "manifest")
+        desc = _descriptor(archive, raw)
+        body_bytes = _verified(archive, desc, "manifest", MAX_MANIFEST_BYTES)
         body = _json_object(body_bytes, archive, "manifest")
         if _media_type(body.get("mediaType", desc.media_type), archive).is_index():
             raise ImageError(f"{archive.path}: nested image indexes are not supported")
@@ -205,11 +226,13 @@ def _read_manifest(archive: _Archive, desc: Descriptor, manifest_bytes: bytes,
                    manifest: dict[str, Any]) -> Image:
     if not isinstance(manifest.get("config"), dict):
         raise ImageError(f"{archive.path}: the manifest has no config descriptor")
-    config_desc = Descriptor.from_json(manifest["config"])
-    config_bytes = _verified(archive, config_desc.digest, "config")
+    config_desc = _descriptor(archive, manifest["config"])
+    config_bytes = _verified(archive, config_desc, "config", MAX_CONFIG_BYTES)
     config = _json_object(config_bytes, archive, "config")
     diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    layer_descs = [Descriptor.from_json(d) for d in manifest.get("layers", [])]
+    if not isinstance(manifest.get("layers", []), list):
+        raise ImageError(f"{archive.path}: the manifest's layers is not a list")
+    layer_descs = [_descriptor(archive, d) for d in manifest.get("layers", [])]
     if len(diff_ids) != len(layer_descs):
         raise ImageError(f"{archive.path}: {len(layer_descs)} layers but "
                          f"{len(diff_ids)} diff_ids in the config")
@@ -218,6 +241,13 @@ def _read_manifest(archive: _Archive, desc: Descriptor, manifest_bytes: bytes,
     raw = RawManifest(manifest_bytes, manifest.get("mediaType", str(desc.media_type)),
                       config_bytes, str(config_desc.media_type))
     return Image(config, layers, dict(manifest.get("annotations") or {}), raw=raw)
+
+
+def _descriptor(archive: _Archive, obj: Any) -> Descriptor:
+    try:
+        return Descriptor.from_json(obj)
+    except ImageError as e:
+        raise ImageError(f"{archive.path}: {e}") from e
 
 
 def _layer(archive: _Archive, desc: Descriptor, diff_id: str, config: dict, index: int) -> Layer:
@@ -239,7 +269,8 @@ def _read_docker(archive: _Archive) -> Image:
 
     entries = archive.json("manifest.json", list)
     if len(entries) != 1 or not isinstance(entries[0], dict) or not isinstance(
-            entries[0].get("Config"), str) or not isinstance(entries[0].get("Layers", []), list):
+            entries[0].get("Config"), str) or not isinstance(entries[0].get("Layers", []), list) \
+            or not all(isinstance(m, str) for m in entries[0].get("Layers", [])):
         raise ImageError(f"{archive.path}: manifest.json must list exactly one image with "
                          "Config and Layers")
     entry = entries[0]

@@ -2,83 +2,97 @@
 
 The tar is re-written by the deterministic writer (sorted, dated at the epoch,
 numeric owners kept), so a ``tar:`` layer is as reproducible as any other.
-Members that would land outside the image root, hard links to missing members,
-devices and FIFOs are refused. Compressed tarballs (gzip, xz, bz2, zstd) are
-first decompressed to a temporary file so members can be streamed by offset.
+Every member goes through :class:`~builder.layers.members.MemberCheck` as its
+header is read — the same check a pulled base's layers get — so paths leaving
+the image root, bad whiteouts, hard links to anything but an earlier file,
+members below a symlink, devices and FIFOs are refused before anything is
+written. Compressed tarballs (gzip, xz, bzip2, zstd) are streamed, never
+decompressed to a temporary file: the members' data are read back through a
+:class:`~builder.layers.seekable.DecompressedView`, and the uncompressed tar
+may be at most :data:`MAX_TAR_LAYER_BYTES`. Only a regular file is read (a
+FIFO or a device would block or never end).
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+import stat
 import tarfile
 from pathlib import Path
 
 from ..errors import InputError
-from ..layers.compress import decompressing_reader
-from ..layers.entries import Entry, Kind, tar_member_paths
+from ..layers.entries import Entry, Kind
 from ..layers.hashio import SectionReader
+from ..layers.members import CheckedTarInfo, MemberCheck, MemberError
+from ..layers.seekable import DecompressedView, compression_of
+
+MAX_TAR_LAYER_BYTES = 8 << 30
+"""The largest uncompressed tar a ``tar:`` layer may expand to (8 GiB)."""
 
 
-def _plain_tar(path: Path, workdir: Path) -> Path:
-    with open(path, "rb") as f:
-        head = f.read(6)
-    if head[:2] == b"\x1f\x8b" or head[:4] == b"\x28\xb5\x2f\xfd":
-        out = workdir / (path.name + ".tar")
-        with open(path, "rb") as raw, open(out, "wb") as dst:
-            shutil.copyfileobj(decompressing_reader(raw, ""), dst, 1 << 20)
-        return out
-    if head.startswith(b"\xfd7zXZ") or head[:3] == b"BZh":
-        import bz2
-        import lzma
-        out = workdir / (path.name + ".tar")
-        opener = lzma.open if head.startswith(b"\xfd7zXZ") else bz2.open
-        with opener(path, "rb") as src, open(out, "wb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-        return out
-    return path
-
-
-def tar_entries(path: Path, workdir: Path) -> list[Entry]:
-    """Entries for every member of the tarball at ``path``."""
+def _open_regular(path: Path) -> tuple[os.stat_result, bytes]:
+    """The stat and first bytes of ``path``, refusing anything but a regular file
+    (opened non-blocking, so a FIFO cannot hang the build)."""
     try:
-        plain = _plain_tar(path, workdir)
-        with tarfile.open(plain, "r:") as tar:
-            members = tar.getmembers()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError as e:
         raise InputError(f"{path}: no such file") from e
+    except OSError as e:
+        raise InputError(f"{path}: cannot open ({e.strerror})") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path}: not a regular file (a tar: layer must be a tarball, "
+                             "not a FIFO, device or directory)")
+        return st, os.pread(fd, 6, 0)
+    finally:
+        os.close(fd)
+
+
+def tar_entries(path: Path, workdir: Path | None = None) -> list[Entry]:
+    """Entries for every member of the tarball at ``path`` (``workdir`` is unused:
+    nothing is unpacked)."""
+    st, head = _open_regular(path)
+    kind = compression_of(head)
+    view = DecompressedView(str(path), kind, MAX_TAR_LAYER_BYTES) if kind else None
+    if view is None and st.st_size > MAX_TAR_LAYER_BYTES:
+        raise InputError(f"{path}: {st.st_size} bytes; a tar: layer is at most "
+                         f"{MAX_TAR_LAYER_BYTES}")
+    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    check = MemberCheck(str(path))
+    entries: list[Entry] = []
+    try:
+        fileobj = view.stream() if view is not None else open(path, "rb")
+        with fileobj, tarfile.open(fileobj=fileobj, mode="r:", tarinfo=CheckedTarInfo) as tar:
+            for m in tar:
+                if m.offset_data + m.size > MAX_TAR_LAYER_BYTES:
+                    raise InputError(f"{path}: member {m.name!r} ends past "
+                                     f"{MAX_TAR_LAYER_BYTES} bytes of tar; a tar: layer is "
+                                     "at most that large")
+                dest, target = check(m)
+                tar.members.clear()  # tarfile keeps every header otherwise
+                if dest != "/":
+                    entries.append(_entry(m, dest, target, path, view, stamp))
+    except MemberError as e:
+        raise InputError(f"{path}: {e}") from None
     except (tarfile.TarError, OSError, EOFError) as e:
         raise InputError(f"{path}: not a readable tar archive ({e})") from e
-    st = path.stat()
-    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    entries: list[Entry] = []
-    files: set[str] = set()
-    for m in members:
-        dest, target = tar_member_paths(m, str(path))
-        if dest == "/":
-            continue
-        if m.issparse():
-            raise InputError(f"{path}: member {m.name!r} is a sparse file, which ocibuild "
-                             "does not read; re-create the tarball without --sparse")
-        if m.isdir():
-            entries.append(Entry(dest, Kind.DIR, m.mode & 0o7777, m.uid, m.gid))
-        elif m.isreg():
-            entries.append(Entry(dest, Kind.FILE, m.mode & 0o7777, m.uid, m.gid, m.size,
-                                 _member_opener(plain, m.offset_data, m.size),
-                                 stamp=(stamp, m.offset_data)))
-            files.add(dest)
-        elif m.issym():
-            entries.append(Entry(dest, Kind.SYMLINK, 0o777, m.uid, m.gid, target=target))
-        elif m.islnk():
-            if target not in files:
-                raise InputError(f"{path}: hard link {m.name!r} points to {m.linkname!r}, "
-                                 "which is not an earlier regular file of the archive")
-            entries.append(Entry(dest, Kind.HARDLINK, m.mode & 0o7777, m.uid, m.gid,
-                                 target=target))
-        else:
-            raise InputError(f"{path}: member {m.name!r} is a device or FIFO; "
-                             "those cannot go into an image layer")
     return entries
 
 
-def _member_opener(path: Path, offset: int, size: int):
-    return lambda: SectionReader(str(path), offset, size)
+def _entry(m: tarfile.TarInfo, dest: str, target: str, path: Path,
+           view: DecompressedView | None, stamp: tuple) -> Entry:
+    mode = m.mode & 0o7777
+    if m.isdir():
+        return Entry(dest, Kind.DIR, mode, m.uid, m.gid)
+    if m.issym():
+        return Entry(dest, Kind.SYMLINK, 0o777, m.uid, m.gid, target=target)
+    if m.islnk():
+        return Entry(dest, Kind.HARDLINK, mode, m.uid, m.gid, target=target)
+    offset, size = m.offset_data, m.size
+    if view is None:
+        opener = (lambda: SectionReader(str(path), offset, size))
+    else:
+        opener = (lambda: view.section(offset, size))
+    return Entry(dest, Kind.FILE, mode, m.uid, m.gid, size, opener,  # type: ignore[arg-type]
+                 stamp=(stamp, offset))

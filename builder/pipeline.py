@@ -195,7 +195,7 @@ def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: Bu
     is not looked up locally. The content key (file digests instead of stamps)
     is what a remote cache is asked for.
     """
-    from .layercache.keys import content_key
+    from .layercache.keys import memoized_content_key
 
     history = _history(name, created)
 
@@ -208,7 +208,8 @@ def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: Bu
     key = None
     if not any(e.kind is Kind.FILE and e.stamp is None for e in entries):
         key = entries_cache_key(entries, *parts)
-    hit = ctx.layers.layer(key, make, content=lambda: content_key(entries, *parts))
+    hit = ctx.layers.layer(key, make, content=lambda: memoized_content_key(
+        ctx.cache_dir, f"{manifest.file}\0{name}", entries, *parts))
     return hit.layer, hit.source
 
 

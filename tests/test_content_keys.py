@@ -73,3 +73,24 @@ def test_hard_links_are_part_of_the_key(tmp_path):
                            stamp=(st.st_ino,)) for p in ("/a", "/b")]
 
     assert content_key(entries(True), *PARTS) != content_key(entries(False), *PARTS)
+
+
+def test_a_memo_rereads_only_the_files_whose_stamp_changed(tmp_path, monkeypatch):
+    from builder.layercache import keys
+
+    root = _tree(tmp_path / "t")
+    read: list[str] = []
+    real = keys.entry_sha256
+    monkeypatch.setattr(keys, "entry_sha256", lambda e: read.append(e.path) or real(e))
+    first = keys.memoized_content_key(tmp_path / "cache", "app", tree_entries(root, "/app"),
+                                      *PARTS)
+    assert sorted(read) == ["/app/data.bin", "/app/pkg/mod.py", "/app/run.sh"]
+    read.clear()
+    assert keys.memoized_content_key(tmp_path / "cache", "app", tree_entries(root, "/app"),
+                                     *PARTS) == first
+    assert read == []
+    (root / "run.sh").write_text("#!/bin/sh\necho changed\n")
+    changed = keys.memoized_content_key(tmp_path / "cache", "app", tree_entries(root, "/app"),
+                                        *PARTS)
+    assert read == ["/app/run.sh"] and changed != first
+    assert changed == keys.content_key(tree_entries(root, "/app"), *PARTS)  # same as unmemoized

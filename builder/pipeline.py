@@ -34,6 +34,7 @@ from .oci.types import BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION
 from .sources.files import tree_entries
 
 LAYER_JOBS = 3  # layers built at once; compression has its own pool
+CLOSURE_RULES = 2  # bump when the closure's verdict can change for the same image
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 Log = Callable[[str], None]
@@ -175,12 +176,12 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                 result.layers.append(LayerReport(spec.name, detail, layer,
                                                  cached or source != BUILT, source))
             pending.clear()
+        image = _apply_config(image, manifest.config, manifest, view)
         libraries = _library_closure(view, library_path, manifest, ctx, created, result,
                                      known, image, own)
         if libraries is not None:
             image = append_layers(image, libraries.layer)
             result.layers.append(libraries)
-        image = _apply_config(image, manifest.config, manifest, view)
     result.image = image
     return result
 
@@ -232,23 +233,29 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
                      ctx: BuildContext, created: str,
                      result: BuildResult, known: dict[str, None],
                      image: Image, own: list[list[Entry]]) -> LayerReport | None:
-    """Check that the libraries of the ELF files of the ``own`` layers resolve in the
-    image; add host ones if allowed."""
-    from .sources.closure import DEFAULT_SEARCH_DIRS, resolve_closure
+    """Check that what the ELF files of the ``own`` layers load resolves in the image,
+    starting from the configured programs (``image`` has its config); add host
+    libraries if allowed."""
+    from .sources.closure import resolve_closure
 
     host = manifest.libraries_from == "host"
+    runtime = image.config.get("config") or {}
+    programs = [argv[0] for argv in (runtime.get("Entrypoint"), runtime.get("Cmd")) if argv]
+    env = dict(e.split("=", 1) for e in runtime.get("Env") or [] if "=" in e)
+    path_dirs = [d for d in env.get("PATH", DEFAULT_PATH).split(":") if d.startswith("/")]
     # An image whose layers were all seen complete before needs no second look: the
     # verdict is keyed by every layer's diff_id (which of them are checked follows
-    # from the kind of base) and the loader's search path.
+    # from the kind of base), the programs and the loader's search path.
     verdict = layer_cache_key(
-        "closure-ok", [layer.diff_id for layer in image.layers], manifest.base.kind,
-        sorted(library_path.items()), DEFAULT_SEARCH_DIRS)
+        "closure-ok", CLOSURE_RULES, [layer.diff_id for layer in image.layers],
+        manifest.base.kind, sorted(library_path.items()), programs, path_dirs)
     if ctx.layers.has_verdict(verdict):
         return None
-    roots = {e.path for entries in own for e in entries
+    scope = {e.path for entries in own for e in entries
              if e.kind is Kind.FILE or e.kind is Kind.HARDLINK}
     closure = resolve_closure(view, library_path=library_path, host=host, known=known,
-                              roots=roots)
+                              scope=scope, programs=programs, path_dirs=path_dirs)
+    result.warnings.extend(closure.warnings)
     if not closure.host_entries:
         ctx.layers.put_verdict(verdict)
         return None

@@ -20,6 +20,7 @@ from helpers import cli, write
 from runtime import prepare_bundle, runc_run, unpack
 
 INTERP = "/lib64/ld-linux-x86-64.so.2"
+HELLO = ["/app/bin/hello"]  # the entrypoint: a root of the closure
 
 
 def _gcc(*args: str | Path) -> None:
@@ -93,7 +94,7 @@ def test_missing_native_library_names_the_file_and_the_soname(native_app: Path) 
     (native_app / "lib" / "libgreet.so.1").unlink()  # the soname link is gone
     view = _view(tree_entries(native_app, "/app"))
     with pytest.raises(ClosureError) as err:
-        resolve_closure(view)
+        resolve_closure(view, programs=HELLO)
     message = str(err.value)
     assert "/app/bin/hello needs libgreet.so.1, which is not in the image" in message
     assert "libraries: {from: host}" in message
@@ -102,7 +103,7 @@ def test_missing_native_library_names_the_file_and_the_soname(native_app: Path) 
 
 def test_runpath_origin_resolves_inside_the_image(native_app: Path) -> None:
     view = _view(tree_entries(native_app, "/app"))
-    result = resolve_closure(view, strict=False)
+    result = resolve_closure(view, strict=False, programs=HELLO)
     needed = {name for _, name in result.missing}
     assert "libgreet.so.1" not in needed           # found through $ORIGIN/../lib
     assert needed == {INTERP, "libc.so.6"}         # scratch: the system part is missing
@@ -113,18 +114,21 @@ def test_library_path_stands_for_a_launchers_ld_library_path(native_app: Path, t
     _gcc("-o", native_app / "bin" / "plain", tmp_path / "src" / "main.c", "-L",
          native_app / "lib", "-lgreet")  # no RUNPATH: found only through library_path
     view = _view(tree_entries(native_app, "/app"))
-    missing = resolve_closure(view, strict=False).missing
+    plain = ["/app/bin/plain"]
+    missing = resolve_closure(view, strict=False, programs=plain).missing
     assert ("/app/bin/plain", "libgreet.so.1") in missing
-    missing = resolve_closure(view, strict=False, library_path={"/app": ["/app/lib"]}).missing
+    missing = resolve_closure(view, strict=False, library_path={"/app": ["/app/lib"]},
+                              programs=plain).missing
     assert ("/app/bin/plain", "libgreet.so.1") not in missing
     # it applies only to the ELF files under its key, as a launcher's LD_LIBRARY_PATH does
-    missing = resolve_closure(view, strict=False, library_path={"/app/lib": ["/app/lib"]}).missing
+    missing = resolve_closure(view, strict=False, library_path={"/app/lib": ["/app/lib"]},
+                              programs=plain).missing
     assert ("/app/bin/plain", "libgreet.so.1") in missing
 
 
 def test_host_libraries_complete_the_closure(native_app: Path) -> None:
     view = _view(tree_entries(native_app, "/app"))
-    result = resolve_closure(view, host=True)
+    result = resolve_closure(view, host=True, programs=HELLO)
     assert result.missing == []
     paths = {e.path: e for e in result.host_entries}
     libc = [p for p in paths if p.endswith("/libc.so.6")]
@@ -136,14 +140,14 @@ def test_host_libraries_complete_the_closure(native_app: Path) -> None:
         assert interp.target.endswith("ld-linux-x86-64.so.2")
     # copied files are ELF and complete: the merged view now resolves with no host
     merged = {**view, **paths}
-    assert resolve_closure(merged).missing == []
+    assert resolve_closure(merged, programs=HELLO).missing == []
     assert [e.path for e in result.host_entries] == sorted(paths)
 
 
 def test_directory_symlinks_in_the_image_are_followed(native_app: Path) -> None:
     """A merged-/usr base (``/lib -> usr/lib``) finds libraries through the link."""
     view = _view(tree_entries(native_app, "/app"))
-    libs = resolve_closure(view, host=True).host_entries
+    libs = resolve_closure(view, host=True, programs=HELLO).host_entries
     moved: dict[str, Entry] = {"/lib": Entry.symlink("/lib", "usr/lib"),
                                "/lib64": Entry.symlink("/lib64", "usr/lib64")}
     for e in libs:
@@ -153,7 +157,7 @@ def test_directory_symlinks_in_the_image_are_followed(native_app: Path) -> None:
                           e.opener, e.target, e.link_key)
         if e.path not in ("/lib", "/lib64"):
             moved[e.path] = e
-    assert resolve_closure({**view, **moved}).missing == []
+    assert resolve_closure({**view, **moved}, programs=HELLO).missing == []
 
 
 def test_a_library_of_another_class_is_not_a_match(native_app: Path, tmp_path: Path) -> None:
@@ -164,10 +168,10 @@ def test_a_library_of_another_class_is_not_a_match(native_app: Path, tmp_path: P
     fake["/usr/lib/libgreet.so.1"] = Entry(
         "/usr/lib/libgreet.so.1", Kind.FILE, 0o755, size=lib.size, opener=lib.opener)
     del fake["/app/lib/libgreet.so.1"]
-    assert ("/app/bin/hello", "libgreet.so.1") not in resolve_closure(fake, strict=False).missing
+    assert ("/app/bin/hello", "libgreet.so.1") not in resolve_closure(fake, strict=False, programs=HELLO).missing
     # ... a file that only has the right name is not
     fake["/usr/lib/libgreet.so.1"] = Entry.bytes_file("/usr/lib/libgreet.so.1", b"\x7fELF" * 20)
-    assert ("/app/bin/hello", "libgreet.so.1") in resolve_closure(fake, strict=False).missing
+    assert ("/app/bin/hello", "libgreet.so.1") in resolve_closure(fake, strict=False, programs=HELLO).missing
 
 
 def _manifest(root: Path, app: Path, libraries: str) -> Path:
@@ -251,8 +255,8 @@ def test_closure_trusts_a_verdict_only_for_the_path_it_was_made_for(native_app: 
                   Entry.symlink("/bin", "usr/bin"), Entry.file("/bin/hello", boom, 4096),
                   Entry.file("/usr/bin/notes", boom, 4096)])
     known = {"/bin/hello": None, "/usr/bin/notes": None}
-    result = resolve_closure(view, known=known, strict=False)
-    assert result.elf_files == 2
+    result = resolve_closure(view, known=known, strict=False, path_dirs=["/usr/bin", "/bin"])
+    assert result.elf_files == 1  # one file, under two names
     assert {elf for elf, _ in result.missing} == {"/bin/hello", "/usr/bin/hello"}
 
 
@@ -271,6 +275,8 @@ def test_rebuild_sees_an_elf_file_that_replaced_a_text_file_of_the_same_size(
           - name: app
             files:
               - {{src: {tree}, dest: /app}}
+        config:
+          entrypoint: ["/app/prog"]
         """)
     args = ("build", manifest, "-o", tmp_path / "x.tar", "--cache-dir", tmp_path / "cache")
     assert cli(*args, capsys=capsys)[0] == 0

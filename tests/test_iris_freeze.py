@@ -38,6 +38,9 @@ def iris_options(src: Path = IRIS) -> PyInstallerOptions:
                               hidden_imports=("sklearn.ensemble",), strip=True)
 
 
+APP = ["/app/app"]  # the bundle's bootloader: the entrypoint
+
+
 @pytest.fixture(scope="module")
 def frozen(tmp_path_factory: pytest.TempPathFactory) -> FrozenApp:
     return freeze(iris_options(), cache_dir=tmp_path_factory.mktemp("iris-cache"))
@@ -55,13 +58,13 @@ def test_iris_model_is_trained_deterministically(tmp_path: Path, frozen: FrozenA
 def test_iris_bundle_needs_only_the_c_runtime_from_the_host(frozen: FrozenApp) -> None:
     view = {e.path: e for e in bundle_entries(frozen.dist_dir, "/app")}
     lib_path = {f"/app/{d}": [f"/app/{d}"] for d in frozen.library_dirs}
-    missing = {name for _, name in resolve_closure(view, strict=False,
+    missing = {name for _, name in resolve_closure(view, strict=False, programs=APP,
                                                    library_path=lib_path).missing}
     # PyInstaller collects libpython, libstdc++, libgcc_s, openblas, ...; the bootloader
     # itself needs libz and the C runtime, which a scratch base lacks.
     assert "libc.so.6" in missing and "/lib64/ld-linux-x86-64.so.2" in missing
     assert not {n for n in missing if "python" in n or "openblas" in n or "gfortran" in n}
-    result = resolve_closure(view, host=True, library_path=lib_path)
+    result = resolve_closure(view, host=True, library_path=lib_path, programs=APP)
     names = {Path(e.path).name for e in result.host_entries}
     assert {"libc.so.6", "libm.so.6", "libz.so.1", "ld-linux-x86-64.so.2"} <= names
     assert not any(n.startswith(("libpython", "libstdc++")) for n in names)
@@ -72,7 +75,8 @@ def test_iris_serves_predictions_on_a_scratch_root_as_nonroot(tmp_path: Path,
     require_tool("runc")
     entries = bundle_entries(frozen.dist_dir, "/app")
     view = {e.path: e for e in entries}
-    libs = resolve_closure(view, host=True, library_path={"/app/_internal": ["/app/_internal"]})
+    libs = resolve_closure(view, host=True, library_path={"/app/_internal": ["/app/_internal"]},
+                           programs=APP)
     model = tree_entries(IRIS / "model.joblib", "/app/model.joblib", mode=0o444)
     bundle = tmp_path / "bundle"
     _materialize(entries + libs.host_entries + model, bundle / "rootfs")

@@ -131,6 +131,7 @@ layers:
       - {{src: {program}, dest: /app/program, mode: "0755"}}
 config:
   user: svc
+  entrypoint: ["/app/program"]
 """
 
 
@@ -213,6 +214,8 @@ layers:
       - {{src: truth, dest: /opt/t/true, mode: "0755"}}
       - {{src: libc.so.6, dest: /opt/t/lib/libc.so.6}}
       - {{src: ld.so, dest: /lib64/ld-linux-x86-64.so.2, mode: "0755"}}
+config:
+  entrypoint: ["/opt/t/true"]
 {config}"""
 
 
@@ -229,7 +232,7 @@ def test_ld_library_path_in_the_config_is_searched_and_a_base_is_not_checked_aga
     code, _, err = cli("build", bare, "-o", root / "bare.tar", capsys=capsys)
     assert code == 1 and "/opt/t/true needs libc.so.6" in err
     manifest = write(root / "ocibuild.yaml", ENV_BASE_MANIFEST.format(
-        config="config:\n  env: {LD_LIBRARY_PATH: /opt/t/lib}\n"))
+        config="  env: {LD_LIBRARY_PATH: /opt/t/lib}\n"))
     code, _, err = cli("build", manifest, "-o", root / "base.tar", capsys=capsys)
     assert code == 0, err
     repo = f"{registry.host}/bases/envlibs"

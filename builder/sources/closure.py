@@ -1,141 +1,240 @@
-"""The shared-library closure of an image: what its ELF files need, found as ld.so would.
+"""The shared-library closure of an image: what its programs load, found as ld.so would.
 
 :func:`resolve_closure` takes the merged image view (image path -> :class:`Entry`,
-top layer winning) and checks, for every loadable ELF file in it, that the
-interpreter (``PT_INTERP``) and each ``DT_NEEDED`` soname resolve *inside the
-image*, searching in the dynamic loader's order::
+top layer winning) and loads, the way glibc's ``ld.so`` does, each *root*:
 
-    DT_RPATH (only if the object has no DT_RUNPATH; $ORIGIN = the object's dir)
-    library_path   (what LD_LIBRARY_PATH is when a launcher loads them: see below)
-    DT_RUNPATH
-    the default dirs (/lib/x86_64-linux-gnu, /usr/lib/x86_64-linux-gnu, /lib64, ...)
+* the programs the config starts (entrypoint and cmd, through ``PATH``; a script's
+  ``#!`` interpreter) and every executable in a ``PATH`` dir;
+* Python extension modules (``*.cpython-*.so``, ``*.abi3.so``, ``*.so`` under
+  ``site-packages``/``dist-packages``/``lib-dynload``), dlopen'ed by the interpreter;
+* shared libraries nothing loads (what ctypes or a plugin loader would dlopen:
+  PyInstaller records nothing about ctypes in its output, so every such library
+  is taken as dlopen'ed, the cautious reading), outermost first.
 
-Symlinks (also directory symlinks such as a merged ``/lib -> usr/lib``) are
-followed inside the view; candidates of another ELF class or machine are skipped
-like the loader skips them. With ``host=True`` what is missing is copied from the
-build host (its default dirs, then ``ldconfig -p``), together with what those
-libraries need in turn and the interpreter, keeping the soname symlinks
-(``libz.so.1 -> libz.so.1.2.13``). Whatever stays missing raises
-:class:`ClosureError` naming the ELF file and the soname.
+A root's load is simulated in a process of its own, breadth first as
+``_dl_map_object_deps``; each ``DT_NEEDED`` name is looked up in glibc's order::
 
-Not modelled: the RPATH of an object's loaders (only its own), an ``ld.so.cache``
-inside the image, ``dlopen`` calls made by code at run time.
+    a name already loaded in the process (a requested name or a DT_SONAME, or the same file)
+    DT_RPATH of the needing object, then of the object that loaded it, and so on up
+             to the program (only if the needing object has no DT_RUNPATH; an object
+             with DT_RUNPATH has no DT_RPATH at all)
+    LD_LIBRARY_PATH  (``library_path``: see below)
+    DT_RUNPATH of the needing object (for its own DT_NEEDED only)
+    /etc/ld.so.cache of the image, if it has one
+    the default dirs of the object's architecture (:mod:`.ldso`)
+
+``$ORIGIN`` is the dir of the object (of the program: after symlinks, as
+``/proc/self/exe``), ``$LIB`` and ``$PLATFORM`` what Debian's loader of that
+architecture says. Candidates of another ELF class or machine are skipped like
+the loader skips them. Once loaded, each object's ``DT_VERNEED`` versions must be
+defined by the library it names (``DT_VERDEF``), else the start fails with
+"version `X' not found": a build error here too.
+
+An executable that no root reaches (a test binary in a wheel) is loaded as well,
+but what it lacks is a warning naming it, not an error. With ``host=True`` what a
+root lacks is copied from the build host (its default dirs, then ``ldconfig -p``),
+with what those libraries need in turn and the interpreter, keeping the soname
+symlinks (``libz.so.1 -> libz.so.1.2.13``). Whatever stays missing raises
+:class:`ClosureError` naming the object, the soname or version, and only fixes
+that would work.
+
+Not modelled: ``glibc-hwcaps`` and legacy hwcap subdirs, ``DF_1_NODEFLIB``,
+``dlopen`` calls by name from code (beyond "every unloaded library is a root"),
+and libraries a process loaded earlier for another root.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import posixpath
+import re
 import subprocess
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Collection, Iterable, Mapping, Sequence
 
 from ..errors import ClosureError
 from ..layers.entries import Entry, Kind
 from .files import file_entry
+from .ldso import (LD_SO_CACHE, LD_SO_CONF, LoaderLayout, layout_for, ld_so_conf_dirs,
+                   read_ld_cache)
 
 if TYPE_CHECKING:  # .elf imports pyelftools (20 ms): only once a file must be read
     from .elf import ElfInfo
 
-DEFAULT_SEARCH_DIRS: tuple[str, ...] = (
-    "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib",
-    "/usr/lib",
-)
-"""The loader's trusted dirs on Debian/Ubuntu x86_64 (multiarch first)."""
-
 _MAX_LINKS = 40  # as the kernel's and ld.so's symlink loop limits
 _MAX_REPORTED = 20
+_SHEBANG_LIMIT = 256  # bytes of a script read for its "#!" line (the kernel reads 256)
+_EXTENSION = re.compile(r"^[^.]+\.(cpython-[^.]+|abi3|pypy[^.]*)\.so$")
+_PYTHON_DIRS = ("site-packages", "dist-packages", "lib-dynload")
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
 @dataclass(frozen=True)
 class ClosureResult:
-    """``missing``: (ELF image path, soname or interpreter) pairs nothing provides.
+    """``missing``: (ELF image path, soname or interpreter) pairs nothing provides to a
+    root's load. ``missing_versions``: (object, library, version) triples.
+    ``stray``: (executable, what it lacks) for executables no root reaches (warnings).
     ``host_entries``: files and symlinks copied from the build host (sorted by path),
     for a ``libraries`` layer. ``host_sources`` maps their image paths to host paths.
-    ``elf_files``: how many loadable ELF files the image holds.
+    ``elf_files``: how many loadable ELF files were looked at.
     """
 
     missing: list[tuple[str, str]]
     host_entries: list[Entry] = field(default_factory=list)
     host_sources: dict[str, str] = field(default_factory=dict)
     elf_files: int = 0
+    missing_versions: list[tuple[str, str, str]] = field(default_factory=list)
+    stray: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per stray executable that would not start."""
+        lacks: dict[str, list[str]] = {}
+        for exe, name in self.stray:
+            lacks.setdefault(exe, []).append(name)
+        return [f"{exe}: no entrypoint, cmd or PATH reaches this executable, and it would "
+                f"not start (it needs {', '.join(names)}); left out of the closure check"
+                for exe, names in sorted(lacks.items())]
 
 
 def resolve_closure(files: Mapping[str, Entry], *,
-                    search_dirs: Sequence[str] = DEFAULT_SEARCH_DIRS,
                     library_path: Mapping[str, Sequence[str]] | None = None,
                     host: bool = False,
                     host_root: Path = Path("/"), runner: Runner = subprocess.run,
                     strict: bool = True,
                     known: Mapping[str, ElfInfo | None] | None = None,
-                    roots: Iterable[str] | None = None) -> ClosureResult:
+                    scope: Iterable[str] | None = None,
+                    programs: Sequence[str] = (),
+                    path_dirs: Sequence[str] = (),
+                    skip: Callable[[str], bool] = lambda path: False,
+                    layer_of: Callable[[str], str | None] = lambda path: None,
+                    ) -> ClosureResult:
     """Check (and with ``host=True`` complete) the library closure of an image view.
 
     ``files`` maps image paths to entries (symlinks and hard links are followed
     inside it). ``library_path`` maps an image dir to the dirs the loader also
     searches, as LD_LIBRARY_PATH, for ELF files *inside* that dir: PyInstaller's
-    bootloader is a plain executable (exec'd with no LD_LIBRARY_PATH), but what
-    it loads from ``_internal`` finds its siblings there, so a onedir bundle at
-    ``/app`` gives ``{"/app/_internal": ["/app/_internal"]}``. ``host_root`` and
+    bootloader runs what it loads from ``_internal`` with it on the search path,
+    so a onedir bundle at ``/app`` gives ``{"/app/_internal": ["/app/_internal"]}``;
+    ``{"/": dirs}`` is the config's ``LD_LIBRARY_PATH``. ``host_root`` and
     ``runner`` (for ``ldconfig -p``) let tests point the host side elsewhere.
     With ``strict`` (default) anything still missing raises
-    :class:`ClosureError`; otherwise it is returned in ``missing``.
+    :class:`ClosureError`; otherwise it is returned.
 
     ``known`` maps image paths of FILE entries of ``files`` to what reading them
     would give (an :class:`ElfInfo`, or None for anything not a loadable ELF
     file), so they are not opened again; the pipeline fills it from what the tar
     writer saw. Files not in it are read through their openers.
 
-    ``roots``, if given, limits the check to the closure of those image paths
-    (the files of the layers being built): the files of a base image are then
-    only providers, since whoever built the base answers for them, and they may
-    rely on an environment their own entrypoint sets up.
+    ``scope``, if given, are the image paths the build answers for (the files of
+    the layers being built): only they are roots; the files of a pulled base are
+    then only providers, since whoever built the base answers for them.
+    ``programs`` are the config's entrypoint and cmd programs (argv[0]), looked up
+    along ``path_dirs`` (the config's ``PATH``) when they have no slash. ``skip``
+    says which paths are left out of the check (they stay providers);
+    ``layer_of`` names the layer a path comes from, for the error's way out.
     """
     view = _View(dict(files))
     infos = _ElfCache(view, known)
-    hostlibs = _HostLibraries(host_root, search_dirs, runner) if host else None
+    hostlibs = _HostLibraries(host_root, runner) if host else None
+    probe = _HostLibraries(host_root, runner)  # to suggest the host only when it helps
     candidates = _maybe_elf_files(view, infos.known)
-    if roots is not None:
-        wanted_roots = set(roots)
-        candidates = [p for p in candidates if p in wanted_roots]
-    pending = deque(sorted(candidates))
-    elf_files = 0
-    missing: list[tuple[str, str]] = []
-    added: dict[str, Entry] = {}
-    sources: dict[str, str] = {}
-    while pending:
-        path = pending.popleft()
-        info = infos.get(path)
-        if info is None:
-            continue
-        elf_files += 1
-        wanted = [(info.interpreter, True)] if info.interpreter else []
-        wanted += [(soname, False) for soname in info.needed]
-        for name, is_interp in wanted:
-            found = (view.resolve(name) if is_interp
-                     else _find_library(view, infos, path, info, name,
-                                        _ld_library_path(path, library_path), search_dirs))
+    if scope is not None:
+        wanted = set(scope)
+        candidates = [p for p in candidates if p in wanted]
+    candidates = [p for p in sorted(candidates) if not skip(p)]
+    loader = _Loader(view, infos, library_path or {}, hostlibs)
+    in_scope = {p: info for p in candidates if (info := infos.get(p)) is not None}
+
+    def start(path: str) -> bool:
+        return path in in_scope and not skip(path)
+
+    roots = [p for p in _programs(view, programs, path_dirs) if start(p)]
+    on_path = {posixpath.normpath(d) for d in path_dirs}
+    roots += [p for p, info in in_scope.items()
+              if info.is_program and posixpath.dirname(p) in on_path and p not in roots]
+    for path in roots:
+        loader.run(path, program=True, fatal=True)
+    for path, info in in_scope.items():
+        if not info.is_program and _is_extension(path):
+            loader.run(path, program=False, fatal=True)
+    # Libraries no root loaded: dlopen'ed by someone (ctypes, plugins), outermost first.
+    while True:
+        rest = {p: i for p, i in in_scope.items() if not i.is_program
+                and view.resolve(p) not in loader.reached}
+        if not rest:
+            break
+        wanted_names = {n for i in rest.values() for n in i.needed}
+        top = [p for p, i in rest.items()
+               if posixpath.basename(p) not in wanted_names and i.soname not in wanted_names]
+        for path in top or list(rest):
+            loader.run(path, program=False, fatal=True)
+    for path, info in in_scope.items():
+        if info.is_program and view.resolve(path) not in loader.reached:
+            loader.run(path, program=True, fatal=False)
+    result = ClosureResult(loader.missing, [loader.added[p] for p in sorted(loader.added)],
+                           {p: loader.sources[p] for p in sorted(loader.sources)},
+                           len(loader.seen), loader.missing_versions, loader.stray)
+    if (result.missing or result.missing_versions) and strict:
+        raise ClosureError(_message(result, host, view, infos, probe, layer_of))
+    return result
+
+
+def _programs(view: "_View", programs: Sequence[str], path_dirs: Sequence[str]) -> list[str]:
+    """The ELF files the config's programs are: argv[0] along PATH, and the
+    interpreter of a ``#!`` script (once; ``/usr/bin/env NAME`` looks NAME up)."""
+    out: list[str] = []
+    for name in programs:
+        for _ in range(2):
+            path = _which(view, name, path_dirs)
+            if path is None:
+                break
+            head = _head(view, path)
+            if not head.startswith(b"#!"):
+                out.append(path)
+                break
+            words = head[2:].split(b"\n", 1)[0].decode("utf-8", "replace").split()
+            if not words:
+                break
+            if posixpath.basename(words[0]) == "env" and len(words) > 1:
+                env = _which(view, words[0], path_dirs)
+                if env is not None:
+                    out.append(env)
+                words = words[1:]
+            name = words[0]
+    return out
+
+
+def _which(view: "_View", name: str, path_dirs: Sequence[str]) -> str | None:
+    if "/" in name:
+        return view.resolve(name if name.startswith("/") else "/" + name)
+    for d in path_dirs:
+        if d.startswith("/"):
+            found = view.resolve(posixpath.join(d, name))
             if found is not None:
-                continue
-            new = hostlibs.copy(view, name, info, is_interp) if hostlibs else []
-            if not new:
-                missing.append((path, name))
-                continue
-            for entry, host_path in new:
-                view.add(entry)
-                infos.forget(entry.path)
-                added[entry.path] = entry
-                sources[entry.path] = host_path
-                if entry.kind is Kind.FILE:
-                    pending.append(entry.path)
-    if missing and strict:
-        raise ClosureError(_message(missing, host))
-    return ClosureResult(missing, [added[p] for p in sorted(added)],
-                         {p: sources[p] for p in sorted(sources)}, elf_files)
+                return found
+    return None
+
+
+def _head(view: "_View", path: str) -> bytes:
+    entry = view.files.get(path)
+    if entry is None or entry.opener is None:
+        return b""
+    with entry.opener() as f:
+        return f.read(_SHEBANG_LIMIT)
+
+
+def _is_extension(path: str) -> bool:
+    """Whether ``path`` is named like a Python extension module."""
+    name = posixpath.basename(path)
+    if _EXTENSION.match(name):
+        return True
+    return (name.endswith(".so") and name.count(".") == 1
+            and any(part in _PYTHON_DIRS for part in path.split("/")))
 
 
 def _maybe_elf_files(view: "_View", known: Mapping[str, ElfInfo | None]) -> list[str]:
@@ -164,59 +263,291 @@ def _maybe_elf_files(view: "_View", known: Mapping[str, ElfInfo | None]) -> list
     return paths
 
 
-def _find_library(view: "_View", infos: "_ElfCache", path: str, info: ElfInfo, soname: str,
-                  library_path: Sequence[str], search_dirs: Sequence[str]) -> str | None:
-    if "/" in soname:
-        return view.resolve(soname) if soname.startswith("/") else soname
-    origin = posixpath.dirname(view.resolve(path) or path)
-    dirs: list[str] = []
-    if not info.runpath:
-        dirs += [_expand(d, origin) for d in info.rpath]
-    dirs += list(library_path)
-    dirs += [_expand(d, origin) for d in info.runpath]
-    dirs += list(search_dirs)
-    for d in dirs:
-        if not d.startswith("/"):
-            continue  # relative entries are relative to the process's cwd: unknowable
-        real = view.resolve(posixpath.join(d, soname))
+class _Object:
+    """One object loaded in a simulated process."""
+
+    __slots__ = ("path", "real", "info", "loader", "origin")
+
+    def __init__(self, path: str, real: str, info: ElfInfo, loader: "_Object | None",
+                 origin: str) -> None:
+        self.path, self.real, self.info, self.loader, self.origin = (
+            path, real, info, loader, origin)
+
+
+class _Loader:
+    """Simulates glibc loading one root at a time; collects what is missing."""
+
+    def __init__(self, view: "_View", infos: "_ElfCache",
+                 library_path: Mapping[str, Sequence[str]],
+                 hostlibs: "_HostLibraries | None") -> None:
+        self.view, self.infos, self.library_path, self.hostlibs = (
+            view, infos, library_path, hostlibs)
+        self.reached: set[str] = set()   # real paths some root loaded
+        self.seen: set[str] = set()      # real paths looked at (roots, strays, loaded)
+        self.missing: list[tuple[str, str]] = []
+        self.missing_versions: list[tuple[str, str, str]] = []
+        self.stray: list[tuple[str, str]] = []
+        self.added: dict[str, Entry] = {}
+        self.sources: dict[str, str] = {}
+        self._found: dict[tuple[str, tuple[str, ...], str, int], tuple[str, str] | None] = {}
+        self._cache: dict[str, list[tuple[int, str]]] | None = None
+
+    def run(self, path: str, *, program: bool, fatal: bool) -> None:
+        real = self.view.resolve(path)
+        info = self.infos.get(path)
+        if real is None or info is None:
+            return
+        missing: list[tuple[str, str]] = []
+        versions: list[tuple[str, str, str]] = []
+        root = _Object(path, real, info, None,
+                       posixpath.dirname(real if program else path))
+        loaded: list[_Object] = [root]
+        names: dict[str, _Object] = {}
+        by_real: dict[str, _Object] = {real: root}
+        if info.soname:
+            names[info.soname] = root
+        # A program names its ld.so; whatever dlopens a library runs under the
+        # architecture's own (libc.so.6 needs it by its soname).
+        interp_path = (info.interpreter if program else
+                       layout_for(info.machine, info.elf_class).interpreter)
+        if interp_path and (program or self.view.resolve(interp_path) is not None):
+            interp = self._require(interp_path, root, missing, fatal)
+            if interp is not None:
+                obj = _Object(interp_path, interp[1], interp[2], root,
+                              posixpath.dirname(interp_path))
+                by_real[obj.real] = obj
+                names[interp_path] = obj
+                if obj.info.soname:
+                    names[obj.info.soname] = obj
+                loaded.append(obj)
+        queue = deque([root])
+        while queue:
+            obj = queue.popleft()
+            deps: dict[str, _Object] = {}
+            for name in obj.info.needed:
+                if name in names:
+                    deps[name] = names[name]
+                    continue
+                found = self._require(name, obj, missing, fatal)
+                if found is None:
+                    continue
+                candidate, found_real, found_info = found
+                new = by_real.get(found_real)
+                if new is None:
+                    new = _Object(candidate, found_real, found_info, obj,
+                                  posixpath.dirname(candidate))
+                    by_real[found_real] = new
+                    loaded.append(new)
+                    queue.append(new)
+                    if found_info.soname:
+                        names.setdefault(found_info.soname, new)
+                names[name] = new
+                deps[name] = new
+            for lib, wanted in obj.info.verneed:
+                provider = deps.get(lib) or names.get(lib)
+                if provider is None or not provider.info.verdef:
+                    continue  # missing already, or unversioned (the loader only warns)
+                for version in wanted:
+                    if version not in provider.info.verdef:
+                        versions.append((obj.path, provider.path, version))
+        reals = {o.real for o in loaded}
+        self.seen |= reals
+        if fatal:
+            self.reached |= reals
+            self.missing += [m for m in missing if m not in self.missing]
+            self.missing_versions += [v for v in versions if v not in self.missing_versions]
+        else:
+            self.stray += [(path, name) for _, name in missing]
+            self.stray += [(path, f"{lib} version {v}") for _, lib, v in versions]
+
+    def _require(self, name: str, obj: _Object, missing: list[tuple[str, str]],
+                 fatal: bool) -> tuple[str, str, ElfInfo] | None:
+        """Find ``name`` for ``obj``; with host libraries allowed, copy it first if need be."""
+        found = self.find(name, obj)
+        if found is None and fatal and self.hostlibs is not None:
+            layout = layout_for(obj.info.machine, obj.info.elf_class)
+            new = self.hostlibs.copy(self.view, name, obj.info, layout)
+            for entry, host_path in new:
+                self.view.add(entry)
+                self.infos.forget(entry.path)
+                self.added[entry.path] = entry
+                self.sources[entry.path] = host_path
+            if new:
+                self._found.clear()
+                found = self.find(name, obj)
+        if found is None:
+            missing.append((obj.path, name))
+        return found
+
+    def find(self, name: str, obj: _Object) -> tuple[str, str, ElfInfo] | None:
+        """(path as found, real path, info) of what the loader maps for ``name``."""
+        if "/" in name:
+            real = self.view.resolve(name) if name.startswith("/") else None
+            info = self.infos.get(real) if real is not None else None
+            if name.startswith("/"):
+                return (name, real, info) if real is not None and info is not None else None
+            return None
+        dirs = self.search_dirs(obj)
+        key = (name, dirs, obj.info.machine, obj.info.elf_class)
+        if key in self._found:
+            hit = self._found[key]
+        else:
+            hit = self._found[key] = self._search(name, dirs, obj.info)
+        if hit is None:
+            return None
+        info = self.infos.get(hit[1])
+        return (hit[0], hit[1], info) if info is not None else None
+
+    def search_dirs(self, obj: _Object) -> tuple[str, ...]:
+        """The dirs searched for ``obj``'s DT_NEEDED before the cache and default dirs."""
+        layout = layout_for(obj.info.machine, obj.info.elf_class)
+        dirs: list[str] = []
+        if not obj.info.runpath:
+            link: _Object | None = obj
+            while link is not None:
+                dirs += [_expand(d, link.origin, layout) for d in link.info.effective_rpath]
+                link = link.loader
+        dirs += _ld_library_path(obj.path, self.library_path)
+        dirs += [_expand(d, obj.origin, layout) for d in obj.info.runpath]
+        return tuple(dirs)
+
+    def _search(self, name: str, dirs: tuple[str, ...],
+                needer: ElfInfo) -> tuple[str, str] | None:
+        layout = layout_for(needer.machine, needer.elf_class)
+        for d in dirs:
+            hit = self._try(posixpath.join(d, name), needer) if d.startswith("/") else None
+            if hit is not None:
+                return hit
+        for flags, path in self.ld_cache().get(name, []):
+            if flags == layout.cache_flags:
+                hit = self._try(path, needer)
+                if hit is not None:
+                    return hit
+        for d in layout.default_dirs:
+            hit = self._try(posixpath.join(d, name), needer)
+            if hit is not None:
+                return hit
+        return None
+
+    def _try(self, path: str, needer: ElfInfo) -> tuple[str, str] | None:
+        real = self.view.resolve(path)
         if real is None:
-            continue
-        candidate = infos.get(real)
-        if candidate is not None and info.compatible(candidate):
-            return real
-    return None
+            return None
+        candidate = self.infos.get(real)
+        if candidate is not None and needer.compatible(candidate):
+            return path, real
+        return None
+
+    def ld_cache(self) -> dict[str, list[tuple[int, str]]]:
+        """The image's /etc/ld.so.cache by soname ({} without one)."""
+        if self._cache is None:
+            self._cache = {}
+            data = _read_small(self.view, LD_SO_CACHE)
+            if data is not None:
+                for soname, flags, path in read_ld_cache(data):
+                    self._cache.setdefault(soname, []).append((flags, path))
+        return self._cache
 
 
-def _ld_library_path(path: str, library_path: Mapping[str, Sequence[str]] | None) -> list[str]:
+def _read_small(view: "_View", path: str, limit: int = 64 << 20) -> bytes | None:
+    real = view.resolve(path)
+    entry = view.files.get(real) if real else None
+    if entry is None or entry.opener is None:
+        return None
+    with entry.opener() as f:
+        return f.read(limit)
+
+
+def _ld_library_path(path: str, library_path: Mapping[str, Sequence[str]]) -> list[str]:
     dirs: list[str] = []
-    for top, extra in sorted((library_path or {}).items()):
-        if path.startswith(top.rstrip("/") + "/"):
+    for top, extra in sorted(library_path.items()):
+        if top == "/" or path.startswith(top.rstrip("/") + "/"):
             dirs += extra
     return dirs
 
 
-def _expand(entry: str, origin: str) -> str:
+def _expand(entry: str, origin: str, layout: LoaderLayout) -> str:
     for token, value in (("$ORIGIN", origin), ("${ORIGIN}", origin),
-                         ("$LIB", "lib/x86_64-linux-gnu"), ("${LIB}", "lib/x86_64-linux-gnu"),
-                         ("$PLATFORM", "x86_64"), ("${PLATFORM}", "x86_64")):
+                         ("$LIB", layout.lib), ("${LIB}", layout.lib),
+                         ("$PLATFORM", layout.platform), ("${PLATFORM}", layout.platform)):
         entry = entry.replace(token, value)
     return posixpath.normpath(entry) if entry.startswith("/") else entry
 
 
-def _message(missing: list[tuple[str, str]], host: bool) -> str:
-    where = ("neither in the image nor on the build host (install it on the build host, "
-             "or add it to the base)" if host else
-             "not in the image (add it to the base, or set libraries: {from: host})")
+def _message(result: ClosureResult, host: bool, view: "_View", infos: "_ElfCache",
+             probe: "_HostLibraries", layer_of: Callable[[str], str | None]) -> str:
+    """One line per missing name (and version), each with only the fixes that work."""
     needers: dict[str, list[str]] = {}
-    for elf, name in missing:
+    for elf, name in result.missing:
         needers.setdefault(name, []).append(elf)
+    conf_dirs: list[str] | None = None
     lines = []
     for name, elfs in list(needers.items())[:_MAX_REPORTED]:
         more = f" (as do {len(elfs) - 1} more files)" if len(elfs) > 1 else ""
-        lines.append(f"{elfs[0]} needs {name}{more}, which is {where}")
+        first = elfs[0]
+        needer = infos.get(first)
+        where = "neither in the image nor on the build host" if host else "not in the image"
+        elsewhere = _same_name(view, infos, name, needer)
+        if conf_dirs is None:
+            conf_dirs = _conf_dirs(view)
+        listed = [d for d in conf_dirs if view.resolve(posixpath.join(d, name))]
+        if listed and "/" not in name:
+            where = (f"in {listed[0]}, which {LD_SO_CONF} names but the loader reads only "
+                     f"{LD_SO_CACHE}, and that does not list it (set LD_LIBRARY_PATH in "
+                     "config.env")
+        elif elsewhere:
+            where = (f"not on its search path (the image has it at {elsewhere[0]}: "
+                     "add that dir to its RUNPATH, or to LD_LIBRARY_PATH in config.env")
+        fixes = [] if elsewhere else ["add it to the base"]
+        if (not host and needer is not None and not elsewhere
+                and probe.has(name, needer, layout_for(needer.machine, needer.elf_class))):
+            fixes.append("set libraries: {from: host}")
+        fixes.append(_skip_hint(first, layer_of))
+        fix = ", or ".join(f for f in fixes if f)
+        if elsewhere or listed:
+            where += f"{', or ' + fix if fix else ''})"
+        elif fix:
+            where += f" ({fix})"
+        lines.append(f"{first} needs {name}{more}, which is {where}")
     if len(needers) > _MAX_REPORTED:
         lines.append(f"... and {len(needers) - _MAX_REPORTED} more missing libraries")
+    for elf, lib, version in result.missing_versions[:_MAX_REPORTED]:
+        lines.append(f"{elf} needs version {version} of {lib}, which that library does not "
+                     f"define (the program was built against a newer one: build it on "
+                     f"the base's release, or put a newer {posixpath.basename(lib)} in the "
+                     f"base; {_skip_hint(elf, layer_of)})")
     return "\n".join(lines)
+
+
+def _skip_hint(path: str, layer_of: Callable[[str], str | None]) -> str:
+    layer = layer_of(path)
+    if layer is None:
+        return ""
+    return f"leave it out of the check with closure: {{skip: [{path}]}} on layer {layer!r}"
+
+
+def _same_name(view: "_View", infos: "_ElfCache", name: str,
+               needer: ElfInfo | None) -> list[str]:
+    """Image paths of compatible libraries called ``name`` (for "not on its search path")."""
+    if "/" in name or needer is None:
+        return []
+    out = []
+    for path, entry in view.files.items():
+        if (posixpath.basename(path) == name and entry.kind is not Kind.DIR):
+            info = infos.get(path)
+            if info is not None and needer.compatible(info):
+                out.append(path)
+    return sorted(out)
+
+
+def _conf_dirs(view: "_View") -> list[str]:
+    def listdir(folder: str) -> list[str]:
+        real = view.resolve_dir(folder) or folder
+        prefix = real.rstrip("/") + "/"
+        return [p[len(prefix):] for p in view.files
+                if p.startswith(prefix) and "/" not in p[len(prefix):]]
+
+    return ld_so_conf_dirs(lambda p: _read_small(view, p, 1 << 20), listdir)
 
 
 class _View:
@@ -333,29 +664,43 @@ class _ElfCache:
 class _HostLibraries:
     """Finds libraries on the build host and turns them into entries for the image."""
 
-    def __init__(self, root: Path, search_dirs: Sequence[str], runner: Runner) -> None:
-        self.root, self.search_dirs, self.runner = root, tuple(search_dirs), runner
+    def __init__(self, root: Path, runner: Runner) -> None:
+        self.root, self.runner = root, runner
         self._ldconfig: dict[str, list[str]] | None = None
 
-    def copy(self, view: _View, name: str, needer: ElfInfo,
-             is_interp: bool) -> list[tuple[Entry, str]]:
-        """Entries (with their host paths) that make ``name`` resolvable; [] if not found."""
-        if is_interp or "/" in name:
-            return self._copy_chain(view, name) if self._exists(name) else []
-        for image_dir, host_path in self._candidates(name):
-            info = _read_host(self._host(host_path))
-            if info is None or not needer.compatible(info):
-                continue
-            dest_dir = view.resolve_dir(image_dir) or image_dir
-            return self._copy_chain(view, posixpath.join(dest_dir, name), host_path)
-        return []
+    def has(self, name: str, needer: ElfInfo, layout: LoaderLayout) -> bool:
+        """Whether :meth:`copy` would find ``name`` for ``needer`` on the host."""
+        if "/" in name:
+            return name.startswith("/") and self._exists(name)
+        return self._match(name, needer, layout) is not None
 
-    def _candidates(self, name: str) -> Iterable[tuple[str, str]]:
-        for d in self.search_dirs:
+    def copy(self, view: _View, name: str, needer: ElfInfo,
+             layout: LoaderLayout) -> list[tuple[Entry, str]]:
+        """Entries (with their host paths) that make ``name`` resolvable; [] if not found.
+        A name with a slash (the interpreter) is copied to the same path."""
+        if "/" in name:
+            return self._copy_chain(view, name) if self.has(name, needer, layout) else []
+        match = self._match(name, needer, layout)
+        if match is None:
+            return []
+        image_dir, host_path = match
+        dest_dir = view.resolve_dir(image_dir) or image_dir
+        return self._copy_chain(view, posixpath.join(dest_dir, name), host_path)
+
+    def _match(self, name: str, needer: ElfInfo,
+               layout: LoaderLayout) -> tuple[str, str] | None:
+        for image_dir, host_path in self._candidates(name, layout.default_dirs):
+            info = _read_host(self._host(host_path))
+            if info is not None and needer.compatible(info):
+                return image_dir, host_path
+        return None
+
+    def _candidates(self, name: str, dirs: Sequence[str]) -> Iterable[tuple[str, str]]:
+        for d in dirs:
             yield d, posixpath.join(d, name)
         for path in self.ldconfig().get(name, []):
             d = posixpath.dirname(path)
-            yield (d if d in self.search_dirs else self.search_dirs[0]), path
+            yield (d if d in dirs else dirs[0]), path
 
     def ldconfig(self) -> dict[str, list[str]]:
         if self._ldconfig is None:

@@ -19,6 +19,8 @@ Schema (Required fields marked; everything else Optional)::
                       extra_args}                        a frozen Python app
         dest: /app                                       where pyinstaller output goes
         keep_special_bits: false                         keep setuid/setgid bits
+        exclude: [/app/torch/bin/*]                      image paths left out of the layer
+        closure: {skip: [/app/tools/*]}                  kept, but left out of the closure
     config:
       user: nonroot | 65532 | 65532:65532
       entrypoint: [..] | "cmd"        cmd: [..]       env: {K: V}      workdir: /app
@@ -30,6 +32,7 @@ file, the line and the field (``iris.yaml:14: layers[1].files[0].mode: …``).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from dataclasses import dataclass, field
@@ -78,6 +81,19 @@ class SymlinkSpec:
 
 
 @dataclass(frozen=True)
+class PathGlob:
+    """An image-path pattern (``*`` also matches ``/``; a dir stands for what is under
+    it) and the manifest line that gives it."""
+
+    pattern: str
+    line: int
+
+    def matches(self, path: str) -> bool:
+        return (fnmatch.fnmatchcase(path, self.pattern)
+                or fnmatch.fnmatchcase(path, self.pattern.rstrip("/") + "/*"))
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     name: str
     line: int
@@ -88,6 +104,8 @@ class LayerSpec:
     pyinstaller: Any | None = None      # builder.sources.pyinstaller.PyInstallerOptions
     dest: str = "/app"
     keep_special_bits: bool = False
+    exclude: tuple[PathGlob, ...] = ()
+    closure_skip: tuple[PathGlob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -346,11 +364,28 @@ def _layer(node: Node, folder: Path) -> LayerSpec:
     pyinstaller = f.optional("pyinstaller", lambda n: _pyinstaller(n, folder), None)
     dest = f.optional("dest", absolute_image_path, "/app")
     keep = f.optional("keep_special_bits", lambda n: n.as_type(bool, "true or false"), False)
+    exclude = tuple(_glob(n) for n in f.optional("exclude", Node.list, []))
+    skip = f.optional("closure", _closure, ())
     f.done()
     if not (files or dirs or links or tar or pyinstaller):
         raise node.error(f"layer {name!r} has no content: give files, directories, "
                          "symlinks, tar or pyinstaller")
-    return LayerSpec(name, node.line, files, dirs, links, tar, pyinstaller, dest, keep)
+    return LayerSpec(name, node.line, files, dirs, links, tar, pyinstaller, dest, keep,
+                     exclude, skip)
+
+
+def _glob(node: Node) -> PathGlob:
+    text = node.str()
+    if not text.startswith("/"):
+        raise node.error(f"{text!r} is not an image path pattern (start it with /)")
+    return PathGlob(text, node.line)
+
+
+def _closure(node: Node) -> tuple[PathGlob, ...]:
+    fields = node.mapping()
+    skip = tuple(_glob(n) for n in fields.optional("skip", Node.list, []))
+    fields.done()
+    return skip
 
 
 def _pyinstaller(node: Node, folder: Path) -> Any:

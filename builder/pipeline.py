@@ -149,6 +149,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         # What the tar writer saw of each file (ELF magic or not), top layer winning,
         # so the library closure opens only ELF files (and, on a rebuild, no other).
         known: dict[str, None] = {}
+        names: dict[str, str] = {}  # image path -> the manifest layer that gives it
         with ThreadPoolExecutor(max_workers=LAYER_JOBS,
                                 thread_name_prefix="ocibuild-layer") as builds:
             pending = []
@@ -157,6 +158,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                                                    manifest.where)
                 for lib_dir in lib_dirs:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
+                entries = _select(entries, spec, manifest.where)
                 try:
                     entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
                                         below=view)
@@ -165,6 +167,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                         field=f"layers[{spec.name}]") from e
                 detail = frozen or _count(entries)
                 own.append(entries)
+                names.update((e.path, spec.name) for e in entries)
                 merge(view, entries)
                 future = builds.submit(_build_or_reuse, entries, spec.name, manifest, ctx,
                                        created, spec.keep_special_bits)
@@ -178,7 +181,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
             pending.clear()
         image = _apply_config(image, manifest.config, manifest, view)
         libraries = _library_closure(view, library_path, manifest, ctx, created, result,
-                                     known, image, own)
+                                     known, image, own, names)
         if libraries is not None:
             image = append_layers(image, libraries.layer)
             result.layers.append(libraries)
@@ -232,10 +235,12 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
                      manifest: Manifest,
                      ctx: BuildContext, created: str,
                      result: BuildResult, known: dict[str, None],
-                     image: Image, own: list[list[Entry]]) -> LayerReport | None:
+                     image: Image, own: list[list[Entry]],
+                     names: dict[str, str]) -> LayerReport | None:
     """Check that what the ELF files of the ``own`` layers load resolves in the image,
     starting from the configured programs (``image`` has its config); add host
-    libraries if allowed."""
+    libraries if allowed. ``names`` maps paths to the layer giving them (for the
+    way out an error suggests, and ``closure: {skip}``)."""
     from .sources.closure import resolve_closure
 
     host = manifest.libraries_from == "host"
@@ -248,13 +253,20 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
     # from the kind of base), the programs and the loader's search path.
     verdict = layer_cache_key(
         "closure-ok", CLOSURE_RULES, [layer.diff_id for layer in image.layers],
-        manifest.base.kind, sorted(library_path.items()), programs, path_dirs)
+        manifest.base.kind, sorted(library_path.items()), programs, path_dirs,
+        [(s.name, [g.pattern for g in s.closure_skip]) for s in manifest.layers])
     if ctx.layers.has_verdict(verdict):
         return None
     scope = {e.path for entries in own for e in entries
              if e.kind is Kind.FILE or e.kind is Kind.HARDLINK}
+    skips = {spec.name: spec.closure_skip for spec in manifest.layers if spec.closure_skip}
+
+    def skip(path: str) -> bool:
+        return any(glob.matches(path) for glob in skips.get(names.get(path, ""), ()))
+
     closure = resolve_closure(view, library_path=library_path, host=host, known=known,
-                              scope=scope, programs=programs, path_dirs=path_dirs)
+                              scope=scope, programs=programs, path_dirs=path_dirs,
+                              skip=skip, layer_of=names.get)
     result.warnings.extend(closure.warnings)
     if not closure.host_entries:
         ctx.layers.put_verdict(verdict)
@@ -267,6 +279,22 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
     entries = normalize(closure.host_entries)
     layer, source = _build_or_reuse(entries, "libraries", manifest, ctx, created, False)
     return LayerReport("libraries", f"{len(libs)} from host", layer, source != BUILT, source)
+
+
+def _select(entries: list[Entry], spec: LayerSpec, manifest_file: str) -> list[Entry]:
+    """``entries`` without what the layer's ``exclude`` names; a pattern of ``exclude``
+    or ``closure.skip`` that matches none of them is an error (a typo would
+    otherwise leave the file in, or in the check)."""
+    kept = [e for e in entries if not any(g.matches(e.path) for g in spec.exclude)]
+    for field_name, globs, pool in (("exclude", spec.exclude, entries),
+                                    ("closure.skip", spec.closure_skip, kept)):
+        for index, glob in enumerate(globs):
+            if not any(glob.matches(e.path) for e in pool):
+                raise ManifestError(
+                    f"{glob.pattern!r} matches nothing in layer {spec.name!r}",
+                    file=manifest_file, line=glob.line,
+                    field=f"layers[{spec.name}].{field_name}[{index}]")
+    return kept
 
 
 def _env_library_path(base: Image, spec: ConfigSpec) -> list[str]:

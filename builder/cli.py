@@ -321,7 +321,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .supply.verify import verify
 
     result = verify(args.ref, args.key, annotations=parse_annotations(args.annotation),
-                    insecure=args.insecure)
+                    check_reference=args.check_reference, insecure=args.insecure)
     return _report_verified(args, result, len(result.verified), "signature")
 
 
@@ -581,6 +581,11 @@ def _parser() -> argparse.ArgumentParser:
     _signature_command(sub, "verify", cmd_verify,
                        "verify an image's cosign signatures with a public key",
                        "public key (cosign.pub)", "require")
+
+    sub.choices["verify"].add_argument(
+        "--check-reference", action="store_true",
+        help="also require the signed docker-reference to name this repository (cosign does "
+             "not: a copy promoted with its .sig tag verifies by default)")
 
     p = sub.choices["sign"]
     p.add_argument("--attach-sbom", choices=("spdx-json", "cyclonedx-json"),

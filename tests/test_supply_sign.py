@@ -24,7 +24,7 @@ from builder.registry.client import RegistryClient
 from builder.registry.push import push_image
 from builder.supply.verify import verify
 from helpers import cli, write
-from registry_fixtures import make_image, start_registry
+from registry_fixtures import make_image, skopeo, start_registry
 from test_supply_keys import cosign_style_key
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -190,19 +190,42 @@ def test_verify_fails_after_the_tag_is_repointed(registry, tmp_path, keys, capsy
     assert verify(f"{registry.host}/moving/app@{first_digest}", pub).digest == first_digest
 
 
-def test_verify_rejects_a_signature_for_another_repository(registry, tmp_path, keys, capsys):
+def test_a_copy_promoted_with_its_signature_verifies_as_with_cosign(registry, tmp_path, keys,
+                                                                    capsys):
+    """skopeo copies the image and its .sig tag to another registry and to another
+    repository: verify accepts both by default (cosign checks digest and annotations, not
+    docker-reference); --check-reference refuses them and says for what they were signed."""
     key, pub = keys
-    image = make_image(tmp_path / "img")
-    digest = push_image(image, [f"{registry.host}/origin/app:1", f"{registry.host}/copy/app:1"])
-    assert cli("sign", f"{registry.host}/origin/app:1", "--key", key, capsys=capsys)[0] == 0
-    sig = fetch_sig_manifest(registry.host, "origin/app", digest)
-    client = RegistryClient.for_registry(registry.host)
-    for d in [sig["config"]] + sig["layers"]:
-        client.mount_blob("copy/app", d["digest"], "origin/app")
-    client.put_manifest("copy/app", digest.replace(":", "-") + ".sig", json.dumps(sig).encode(),
-                        OCI_MANIFEST)
-    code, _, err = cli("verify", f"{registry.host}/copy/app:1", "--key", pub, capsys=capsys)
-    assert code == 1 and f"signed for {registry.host}/origin/app" in err
+    other = start_registry(tmp_path / "other-registry")
+    try:
+        digest = push_image(make_image(tmp_path / "img"), [f"{registry.host}/origin/app:1"])
+        assert cli("sign", f"{registry.host}/origin/app:1", "--key", key, "-a", "build=7",
+                   capsys=capsys)[0] == 0
+        sig_tag = digest.replace(":", "-") + ".sig"
+        for dest in (f"{other.host}/promoted/app", f"{registry.host}/copied/app"):
+            for tag in ("1", sig_tag):
+                skopeo("copy", "--src-tls-verify=false", "--dest-tls-verify=false",
+                       "--preserve-digests", f"docker://{registry.host}/origin/app:{tag}",
+                       f"docker://{dest}:{tag}")
+            code, out, err = cli("verify", f"{dest}:1", "--key", pub, "-a", "build=7",
+                                 "--json", capsys=capsys)
+            assert code == 0, err
+            [payload] = json.loads(out)
+            assert payload["critical"]["image"]["docker-manifest-digest"] == digest
+            assert payload["critical"]["identity"]["docker-reference"] == \
+                f"{registry.host}/origin/app"
+            code, _, err = cli("verify", f"{dest}:1", "--key", pub, "--check-reference",
+                               capsys=capsys)
+            assert code == 1
+            assert f"signed for {registry.host}/origin/app, not {dest}" in err
+            # the claims cosign does check still hold on the copy
+            code, _, err = cli("verify", f"{dest}:1", "--key", pub, "-a", "build=8",
+                               capsys=capsys)
+            assert code == 1 and "annotations do not match: build=8" in err
+        assert cli("verify", f"{registry.host}/origin/app:1", "--key", pub,
+                   "--check-reference", capsys=capsys)[0] == 0
+    finally:
+        other.stop()
 
 
 def test_build_push_sign_and_sbom_in_one_command(registry, tmp_path, keys, capsys):

@@ -3,9 +3,13 @@
 ``REF`` is resolved to the digest it names now; the signatures stored under
 ``sha256-<hex>.sig`` are each checked for (1) a valid ECDSA signature by the
 key over the payload's exact bytes, (2) a payload digest equal to the
-resolved digest, (3) an identity naming the same repository, and (4) the
-``optional`` annotations asked for. At least one signature must pass every
-check; otherwise :class:`SupplyChainError` says why each one failed.
+resolved digest, and (3) the ``optional`` annotations asked for. These are
+cosign's claims: an image promoted with its ``.sig`` tag to another registry
+or repository (``skopeo copy``, ``crane copy``) still verifies. With
+``check_reference`` the payload's ``docker-reference`` must also name the
+repository verified (the stricter containers-policy check). At least one
+signature must pass every check; otherwise :class:`SupplyChainError` says why
+each one failed.
 """
 
 from __future__ import annotations
@@ -49,22 +53,26 @@ class VerifyResult:
 
 
 def verify(ref: str, key_path: Path | str, *, annotations: Mapping[str, str] | None = None,
-           insecure: bool = False, pool: ClientPool | None = None) -> VerifyResult:
+           check_reference: bool = False, insecure: bool = False,
+           pool: ClientPool | None = None) -> VerifyResult:
     key = load_public_key(read_key_file(key_path, "key"), f"key {key_path}")
-    return verify_with_key(ref, key, annotations=annotations, insecure=insecure, pool=pool)
+    return verify_with_key(ref, key, annotations=annotations, check_reference=check_reference,
+                           insecure=insecure, pool=pool)
 
 
 def verify_with_key(ref: str, key: ec.EllipticCurvePublicKey, *,
-                    annotations: Mapping[str, str] | None = None, insecure: bool = False,
+                    annotations: Mapping[str, str] | None = None,
+                    check_reference: bool = False, insecure: bool = False,
                     pool: ClientPool | None = None) -> VerifyResult:
     """Verify what ``ref`` names; for an image index, the index and each manifest it
     lists must carry a valid signature (what ``sign`` writes for an index)."""
     reference, client, digest = resolve(ref, pool or ClientPool(insecure=insecure))
-    top = _verify_digest(reference, client, digest, key, annotations)
+    top = _verify_digest(reference, client, digest, key, annotations, check_reference)
     children = []
     for child in index_manifests(client, reference.repository, digest):
         try:
-            children.append(_verify_digest(reference, client, child, key, annotations))
+            children.append(_verify_digest(reference, client, child, key, annotations,
+                                           check_reference))
         except SupplyChainError as e:
             raise SupplyChainError(f"{reference.name}@{digest} is an image index, and its "
                                    f"manifest {e}") from e
@@ -72,7 +80,8 @@ def verify_with_key(ref: str, key: ec.EllipticCurvePublicKey, *,
 
 
 def _verify_digest(reference: Any, client: Any, digest: str, key: ec.EllipticCurvePublicKey,
-                   annotations: Mapping[str, str] | None) -> VerifyResult:
+                   annotations: Mapping[str, str] | None,
+                   check_reference: bool) -> VerifyResult:
     repo = reference.repository
     sigs = fetch_signature_image(client, repo, digest)
     where = f"{reference.name}@{digest}"
@@ -108,8 +117,9 @@ def _verify_digest(reference: Any, client: Any, digest: str, key: ec.EllipticCur
         if parsed.digest != digest:
             rejected.append(f"{label}: signs {parsed.digest}, but {reference} is {digest}")
             continue
-        if not same_repository(parsed.identity, reference):
-            rejected.append(f"{label}: signed for {parsed.identity}, not {reference.name}")
+        if check_reference and not same_repository(parsed.identity, reference):
+            rejected.append(f"{label}: signed for {parsed.identity}, not {reference.name} "
+                            "(--check-reference)")
             continue
         missing = {k: v for k, v in (annotations or {}).items()
                    if str(parsed.optional.get(k)) != v}

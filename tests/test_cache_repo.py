@@ -268,3 +268,25 @@ def test_notes_travel_through_the_cache_repo(tmp_path, registry):
     assert b.get_note("2" * 64) == {"parts": [{"name": "app:runtime"}]}
     assert b.get_note("3" * 64) is None
     assert open_cache(tmp_path / "b").get_note("2" * 64) is not None  # kept locally
+
+
+def test_a_runner_with_a_warm_local_cache_fills_a_new_cache_repo_once(tmp_path, checkout,
+                                                                      registry, capsys):
+    proxy = FaultProxy(registry.host)
+    try:
+        repo = f"{proxy.host}/fleet/backfill"
+        cache = tmp_path / "cache-a"
+        _build(capsys, checkout, cache)  # before the fleet had a cache repository
+        a, _ = _build(capsys, checkout, cache, "--cache-repo", repo)
+        assert _sources(a) == {"tools": "local", "app": "local"}
+        assert len([t for t in _tags(registry, "fleet/backfill") if t[:2] in ("k-", "v-")]) == 3
+        requests_so_far = len(proxy.seen)
+        again, _ = _build(capsys, checkout, cache, "--cache-repo", repo)
+        assert _sources(again) == {"tools": "local", "app": "local"}
+        assert len(proxy.seen) == requests_so_far  # known to be there: nothing asked
+        b, _ = _build(capsys, _copy(checkout, tmp_path / "b"), tmp_path / "cache-b",
+                      "--cache-repo", repo)
+        assert _sources(b) == {"tools": "remote", "app": "remote"}
+        assert b["digest"] == a["digest"]
+    finally:
+        proxy.stop()

@@ -60,6 +60,9 @@ class LayerCache(Protocol):
     def put(self, key: str, layer: Layer, record: Record) -> None:
         """Record ``layer`` (whose blob is readable through its opener) under ``key``."""
 
+    def has(self, key: str) -> bool:
+        """Whether a layer is recorded under ``key`` (cheaper than :meth:`get`)."""
+
     def has_verdict(self, key: str) -> bool:
         """Whether a verdict was recorded under ``key``."""
 

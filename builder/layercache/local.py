@@ -8,6 +8,7 @@
     <cache>/elf/<diff_id hex>.json the ELF members of a layer, by its content
     <cache>/closure/<key>          a verdict (an empty file)
     <cache>/notes/<key>.json       a note (a JSON object)
+    <cache>/pushed/<repo>/<key>    the remote cache ``repo`` is known to hold ``key``
 
 A record whose blob is gone or damaged is ignored and the layer rebuilt.
 """
@@ -102,6 +103,9 @@ class LocalLayerCache:
             pass
         return None
 
+    def has(self, key: str) -> bool:
+        return self.get(key) is not None
+
     def put(self, key: str, layer: Layer, record: Record) -> None:
         """Record ``layer`` under ``key``; its ELF members are noted by diff_id too.
 
@@ -160,6 +164,26 @@ class LocalLayerCache:
     def put_note(self, key: str, note: dict[str, Any]) -> None:
         try:
             write_json(self.cache_dir / "notes" / f"{key}.json", note)
+        except OSError:
+            pass
+
+    # -- what a remote cache holds -------------------------------------------------------
+
+    def _pushed_path(self, origin: str, key: str) -> Path:
+        import hashlib
+
+        repo = hashlib.sha256(origin.encode()).hexdigest()[:16]
+        return self.cache_dir / "pushed" / repo / key
+
+    def pushed(self, origin: str, key: str) -> bool:
+        """Whether this cache saw ``key`` stored in the remote cache ``origin``."""
+        return self._pushed_path(origin, key).exists()
+
+    def mark_pushed(self, origin: str, key: str) -> None:
+        path = self._pushed_path(origin, key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
         except OSError:
             pass
 

@@ -142,6 +142,9 @@ class RegistryLayerCache:
                              "different layers")
         return Hit(layer, record_from_json(data), REMOTE)
 
+    def has(self, key: str) -> bool:
+        return self.client.has_manifest(self.repo, layer_tag(key))
+
     def has_verdict(self, key: str) -> bool:
         body = self._manifest(verdict_tag(key))
         return body is not None and self._record(body, key).get("verdict") is True

@@ -52,14 +52,19 @@ class TieredCache:
         ``extra(layer)`` is what the record keeps for the layer's source."""
         hit = self.local.get(key) if key else None
         if hit is not None:
+            self._backfill(self._content_key(key, content) if self._can_write() else None,
+                           hit)
             return self._count(hit)
         ckey = self._content_key(key, content)
         if ckey is not None:
             hit = self.local.get(ckey) if ckey != key else None
-            if hit is None:
+            if hit is not None:
+                self._backfill(ckey, hit)
+            else:
                 hit = self._remote_get(ckey, make)
                 if hit is not None:
                     self.local.put(ckey, hit.layer, hit.record)
+                    self.local.mark_pushed(self.name, ckey)
             if hit is not None:
                 if key and key != ckey:
                     self.local.put(key, hit.layer, hit.record)
@@ -69,9 +74,23 @@ class TieredCache:
         for k in {key, ckey}:
             if k:
                 self.local.put(k, layer, record)
-        if ckey is not None:
-            self._remote_put(ckey, layer, record)
+        if ckey is not None and self._remote_put(ckey, layer, record):
+            self.local.mark_pushed(self.name, ckey)
         return self._count(Hit(layer, record, BUILT))
+
+    def _can_write(self) -> bool:
+        return self._writes and not self.readonly and self.remote is not None
+
+    def _backfill(self, ckey: str | None, hit: Hit) -> None:
+        """Push a local hit the remote cache lacks, once per key and repository (a
+        runner whose cache was warm before it had a cache repository fills it)."""
+        if ckey is None or not self._can_write() or self.local.pushed(self.name, ckey):
+            return
+        there = self._read(lambda remote: remote.has(ckey))
+        if there is None:  # the remote failed (and is now left alone)
+            return
+        if there or self._remote_put(ckey, hit.layer, hit.record):
+            self.local.mark_pushed(self.name, ckey)
 
     def _content_key(self, key: str | None,
                      content: Callable[[], str] | None) -> str | None:
@@ -97,8 +116,8 @@ class TieredCache:
         opener = _Fallback(hit.layer, make, self)
         return Hit(replace(hit.layer, opener=opener), hit.record, REMOTE)
 
-    def _remote_put(self, key: str, layer: Layer, record: Record) -> None:
-        self._write(lambda remote: remote.put(key, layer, record))
+    def _remote_put(self, key: str, layer: Layer, record: Record) -> bool:
+        return self._write(lambda remote: remote.put(key, layer, record))
 
     def _read(self, call: Callable[[LayerCache], Any]) -> Any:
         """``call(remote)``, or None when there is no remote to read or it failed."""
@@ -110,27 +129,37 @@ class TieredCache:
             self._fault(e, "read")
             return None
 
-    def _write(self, call: Callable[[LayerCache], None]) -> None:
-        if not self._writes or self.readonly or self.remote is None:
-            return
+    def _write(self, call: Callable[[LayerCache], None]) -> bool:
+        """``call(remote)``; False when there is no remote to write or it failed."""
+        if not self._can_write():
+            return False
         try:
-            call(self.remote)
+            call(self.remote)  # type: ignore[arg-type]
         except FAULTS as e:
             self._fault(e, "write")
+            return False
+        return True
 
     # -- verdicts ------------------------------------------------------------------
 
     def has_verdict(self, key: str) -> bool:
         if self.local.has_verdict(key):
+            if self._can_write() and not self.local.pushed(self.name, f"v-{key}"):
+                there = self._read(lambda remote: remote.has_verdict(key))
+                if there is not None and (there or self._write(
+                        lambda remote: remote.put_verdict(key))):
+                    self.local.mark_pushed(self.name, f"v-{key}")
             return True
         found = bool(self._read(lambda remote: remote.has_verdict(key)))
         if found:
             self.local.put_verdict(key)
+            self.local.mark_pushed(self.name, f"v-{key}")
         return found
 
     def put_verdict(self, key: str) -> None:
         self.local.put_verdict(key)
-        self._write(lambda remote: remote.put_verdict(key))
+        if self._write(lambda remote: remote.put_verdict(key)):
+            self.local.mark_pushed(self.name, f"v-{key}")
 
     # -- notes ----------------------------------------------------------------------
 

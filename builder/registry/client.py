@@ -391,6 +391,14 @@ class RegistryClient:
             raise DigestMismatchError(what, digest, got)
         return digest
 
+    def has_manifest(self, repo: str, identifier: str) -> bool:
+        """Whether ``repo`` has a manifest by that tag or digest (one ``HEAD``)."""
+        resp = self.transport.request("HEAD", f"/v2/{repo}/manifests/{identifier}",
+                                      what=f"HEAD {_ref(self.registry, repo, identifier)}",
+                                      scopes=(pull_scope(repo),),
+                                      headers={"Accept": MANIFEST_ACCEPT}, ok=(200, 404))
+        return resp.status_code == 200
+
     def resolve(self, repo: str, identifier: str) -> str:
         """The manifest digest a tag (or digest) names right now."""
         if identifier.startswith("sha256:"):

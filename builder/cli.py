@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -133,7 +134,10 @@ def _check_output(out: Path, fmt: str, manifest: Any, cache_dir: Path) -> None:
     from .errors import InputError
     from .sinks.atomic import check_dir_output, check_file_output
 
-    target = out.resolve()
+    def real(path: Path) -> Path:  # Path.resolve raises RuntimeError on a symlink loop
+        return Path(os.path.realpath(path))
+
+    target = real(out)
     if fmt == "oci-archive" and out.is_dir() and not out.is_symlink():
         raise InputError(f"-o {out}: is a directory; give a file name for the tarball "
                          "(or --format oci-dir for a layout directory)")
@@ -144,12 +148,12 @@ def _check_output(out: Path, fmt: str, manifest: Any, cache_dir: Path) -> None:
     inputs = [manifest.file] + [f.src for spec in manifest.layers for f in spec.files]
     inputs += [spec.tar for spec in manifest.layers if spec.tar is not None]
     for path in inputs:
-        if target == Path(path).resolve():
+        if target == real(Path(path)):
             raise InputError(f"-o {out}: would overwrite an input of the build ({path})")
-    cache = cache_dir.resolve()
+    cache = real(cache_dir)
     if target == cache or cache in target.parents:
         raise InputError(f"-o {out}: is inside the cache directory {cache_dir}")
-    if fmt == "oci-dir" and (target == Path.cwd().resolve() or target in Path.cwd().parents):
+    if fmt == "oci-dir" and (target == real(Path.cwd()) or target in Path.cwd().parents):
         raise InputError(f"-o {out}: is the current directory or one of its parents")
 
 
@@ -515,7 +519,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="cache directory (default $OCIBUILD_CACHE or "
                                        "~/.cache/ocibuild)")
     p.add_argument("--strict", action="store_true",
-                   help="refuse a base image that is not pinned by digest")
+                   help="refuse a base image that is not pinned by digest, and sources "
+                        "outside the manifest's folder")
     p.add_argument("--insecure", action="store_true",
                    help="allow plain HTTP / unverified TLS to registries")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")

@@ -19,6 +19,26 @@ turns it into ``error: <message>`` and exit code 1, with no traceback::
 
 from __future__ import annotations
 
+MAX_ECHO_CHARS = 1000
+"""Longest line of a manifest error: a hostile value echoed in it is cut in the middle."""
+
+
+def printable(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text`` safe to print: control characters other than newline and tab escaped
+    (no ANSI sequence from a value), every line cut in the middle beyond ``limit``, and
+    every line after the first indented, so no value can start a fake ``error:`` line."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if not line.isprintable():
+            line = "".join(c if c.isprintable() or c == "\t" else repr(c)[1:-1] for c in line)
+        if len(line) > limit:
+            head, tail = limit * 2 // 3, limit // 4
+            line = f"{line[:head]}…[{len(line) - head - tail} characters left out]…{line[-tail:]}"
+        if i and not line.startswith((" ", "\t")):
+            line = "  " + line
+        lines[i] = line
+    return "\n".join(lines)
+
 
 class OcibuildError(Exception):
     """Root of every error ocibuild raises on purpose."""
@@ -36,7 +56,7 @@ class ManifestError(OcibuildError):
             where = f"{file}: "
             if line:
                 where = f"{file}:{line}:{column}: " if column else f"{file}:{line}: "
-        super().__init__(f"{where}{field + ': ' if field else ''}{message}")
+        super().__init__(printable(f"{where}{field + ': ' if field else ''}{message}"))
 
 
 class InputError(OcibuildError):

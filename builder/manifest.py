@@ -32,9 +32,11 @@ file, the line and the field (``iris.yaml:14: layers[1].files[0].mode: …``).
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +55,16 @@ _USER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(?::[A-Za-z0-9_][A-Za-z0-9_.-]*
 _PORT = re.compile(r"^[0-9]{1,5}(?:/(?:tcp|udp|sctp))?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DIGEST_REF = re.compile(r"@sha256:[a-f0-9]{64}$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """A host path the build reads (a ``files`` src, a ``tar``, a frozen app's entry or
+    requirements), with where the manifest names it."""
+
+    path: Path
+    line: int
+    field: str
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,7 @@ class Manifest:
     platforms: tuple[Platform, ...] = ()
     """``platforms:`` as listed (the build writes an index); empty for ``platform:``."""
     platforms_line: int = 0
+    sources: tuple[Source, ...] = field(default=(), compare=False)
 
     @property
     def folder(self) -> Path:
@@ -161,6 +174,19 @@ class Manifest:
     def where(self) -> str:
         """The manifest's name for messages: as typed (``examples/iris/ocibuild.yaml``)."""
         return self.display or str(self.file)
+
+    def outside_sources(self) -> list[Source]:
+        """The sources outside the manifest's folder (``/etc/shadow``, ``../../x``), by
+        their real path; a symlink named as a source goes in as a link, so only where
+        the link itself lies counts."""
+        folder = os.path.realpath(self.folder)
+        out = []
+        for source in self.sources:
+            where = os.path.join(os.path.realpath(source.path.parent), source.path.name) \
+                if source.path.is_symlink() else os.path.realpath(source.path)
+            if os.path.commonpath([folder, where]) != folder:
+                out.append(source)
+        return out
 
 
 def valid_image_name(name: str) -> bool:
@@ -190,7 +216,8 @@ def load_manifest(path: Path | str) -> Manifest:
     compression = top.optional("compression", lambda n: _choice(n, COMPRESSIONS[:2]), "gzip")
     libraries = top.optional("libraries", _libraries, "none")
     layers_node = top.required("layers")
-    layers = tuple(_layer(item, folder) for item in layers_node.list())
+    sources: list[Source] = []
+    layers = tuple(_layer(item, folder, sources) for item in layers_node.list())
     seen: dict[str, LayerSpec] = {}
     for spec, node in zip(layers, layers_node.list()):
         if spec.name in seen:
@@ -203,14 +230,16 @@ def load_manifest(path: Path | str) -> Manifest:
         raise layers_node.error("an image on scratch needs at least one layer")
     return Manifest(path, image_name, platforms[0] if platforms else platform, base, layers,
                     config, compression, libraries, display=display, platforms=platforms,
-                    platforms_line=platforms_line)
+                    platforms_line=platforms_line, sources=tuple(sources))
 
 
 # -- field readers -------------------------------------------------------------
 
 def _platform(node: Node) -> Platform:
     try:
-        return Platform.parse(node.str())
+        platform = Platform.parse(node.str())
+        platform.check_linux()
+        return platform
     except ValueError as e:
         raise node.error(str(e)) from e
 
@@ -247,7 +276,7 @@ def _base(node: Node, folder: Path, manifest_display: str) -> BaseSpec:
     if value == "scratch":
         return BaseSpec("scratch")
     if value.endswith((".yaml", ".yml")):
-        target = (folder / value).resolve()
+        target = Path(os.path.realpath(folder / value))
         if not target.is_file():
             raise node.error(f"base definition {value!r} not found (looked at {target})")
         # named for messages as the user would type it from here, like the manifest
@@ -264,7 +293,8 @@ def _base(node: Node, folder: Path, manifest_display: str) -> BaseSpec:
 def _int(node: Node, what: str, low: int = 0, high: int = 2**31 - 1) -> int:
     value = node.as_type(int, what)
     if not low <= value <= high:
-        raise node.error(f"{value} is out of range for {what} ({low}..{high})")
+        shown = str(value) if abs(value) < 10**20 else f"a {len(str(abs(value)))}-digit number"
+        raise node.error(f"{shown} is out of range for {what} ({low}..{high})")
     return value
 
 
@@ -298,20 +328,39 @@ def absolute_image_path(node: Node) -> str:
 
 
 
-def _source(node: Node, folder: Path, directory_ok: bool = True) -> Path:
+def _source(node: Node, folder: Path, sources: list[Source], directory_ok: bool = True) -> Path:
+    """A host path the build reads. With ``directory_ok`` (``files:``) it may be a file,
+    a directory or a symlink (which goes in as a link); else it must be a regular file.
+    Symlink loops, FIFOs, devices and sockets are refused here, before anything opens
+    them (a FIFO would block the build)."""
     if not node.str().strip():
         raise node.error("must not be empty (use \".\" for the manifest's folder)")
     src = (folder / node.str()).absolute()
-    if not src.exists() and not src.is_symlink():
-        raise node.error(f"{node.value!r} does not exist (looked at {src})")
-    if not directory_ok and src.is_dir():
-        raise node.error(f"{node.value!r} is a directory; a file is expected here")
+    try:
+        st = os.stat(src)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise node.error(f"{node.value!r} is a symlink loop (at {src})") from None
+        if not src.is_symlink():
+            raise node.error(f"{node.value!r} does not exist (looked at {src})") from None
+        if not directory_ok:
+            raise node.error(f"{node.value!r} is a symlink to nothing (at {src})") from None
+        st = os.lstat(src)
+    if src.is_symlink() and directory_ok:
+        pass  # the link itself goes into the image, whatever it points at
+    elif stat.S_ISDIR(st.st_mode):
+        if not directory_ok:
+            raise node.error(f"{node.value!r} is a directory; a file is expected here")
+    elif not stat.S_ISREG(st.st_mode):
+        raise node.error(f"{node.value!r} is not a regular file (a FIFO, device or socket "
+                         f"cannot be read into an image; at {src})")
+    sources.append(Source(src, node.line, node.path))
     return src
 
 
-def _file(node: Node, folder: Path) -> FileSpec:
+def _file(node: Node, folder: Path, sources: list[Source]) -> FileSpec:
     f = node.mapping()
-    src = _source(f.required("src"), folder)
+    src = _source(f.required("src"), folder, sources)
     dest_node = f.required("dest")
     dest = absolute_image_path(dest_node)
     if dest_node.str().endswith("/") and src.is_file():
@@ -351,17 +400,17 @@ def _symlink(node: Node) -> SymlinkSpec:
     return spec
 
 
-def _layer(node: Node, folder: Path) -> LayerSpec:
+def _layer(node: Node, folder: Path, sources: list[Source]) -> LayerSpec:
     f = node.mapping()
     name_node = f.required("name")
     name = name_node.str()
     if not _LAYER_NAME.match(name):
         raise name_node.error(f"{name!r} is not a valid layer name (letters, digits, . _ -)")
-    files = tuple(_file(n, folder) for n in f.optional("files", Node.list, []))
+    files = tuple(_file(n, folder, sources) for n in f.optional("files", Node.list, []))
     dirs = tuple(_directory(n) for n in f.optional("directories", Node.list, []))
     links = tuple(_symlink(n) for n in f.optional("symlinks", Node.list, []))
-    tar = f.optional("tar", lambda n: _source(n, folder, directory_ok=False), None)
-    pyinstaller = f.optional("pyinstaller", lambda n: _pyinstaller(n, folder), None)
+    tar = f.optional("tar", lambda n: _source(n, folder, sources, directory_ok=False), None)
+    pyinstaller = f.optional("pyinstaller", lambda n: _pyinstaller(n, folder, sources), None)
     dest = f.optional("dest", absolute_image_path, "/app")
     keep = f.optional("keep_special_bits", lambda n: n.as_type(bool, "true or false"), False)
     exclude = tuple(_glob(n) for n in f.optional("exclude", Node.list, []))
@@ -388,12 +437,13 @@ def _closure(node: Node) -> tuple[PathGlob, ...]:
     return skip
 
 
-def _pyinstaller(node: Node, folder: Path) -> Any:
+def _pyinstaller(node: Node, folder: Path, sources: list[Source]) -> Any:
     from .sources.pyinstaller import PyInstallerOptions
 
     f = node.mapping()
-    entry = _source(f.required("entry"), folder, directory_ok=False)
-    requirements = f.optional("requirements", lambda n: _source(n, folder, False), None)
+    entry = _source(f.required("entry"), folder, sources, directory_ok=False)
+    requirements = f.optional("requirements", lambda n: _source(n, folder, sources, False),
+                              None)
     names = {k: f.optional(k, Node.str_list, ()) for k in (
         "hidden_imports", "collect_data", "collect_submodules", "collect_all", "excludes",
         "extra_args")}

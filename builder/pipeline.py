@@ -117,8 +117,9 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
 
 def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
     created = rfc3339(ctx.epoch)
+    outside = _outside_context(manifest, ctx.strict)
     base, base_reports, warnings = _base_image(manifest, ctx, created)
-    result = BuildResult(base, manifest.image, list(base_reports), list(warnings))
+    result = BuildResult(base, manifest.image, list(base_reports), outside + list(warnings))
     image = base
     with tempfile.TemporaryDirectory(prefix="ocibuild-") as tmp:
         work = Path(tmp)
@@ -356,6 +357,21 @@ def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext
     image = with_config(image, **defaults)
     detail = f"{definition.name} ({definition.suite}, {count(len(lock.packages), 'package')}, locked)"
     return image, [LayerReport("base", detail, layer, hit.source != BUILT, hit.source)], []
+
+
+def _outside_context(manifest: Manifest, strict: bool) -> list[str]:
+    """A warning per source outside the manifest's folder (the build's context), as
+    ``docker build`` would refuse them; under ``--strict``, an error for the first."""
+    warnings = []
+    for source in manifest.outside_sources():
+        what = f"{os.path.normpath(source.path)} is outside the manifest's folder " \
+               f"{manifest.folder}"
+        if strict:
+            raise ManifestError(f"{what} (--strict refuses sources outside it)",
+                                file=str(manifest.file), line=source.line, field=source.field)
+        warnings.append(f"{manifest.file}:{source.line}: {source.field}: {what}; read anyway "
+                        "(--strict refuses it)")
+    return warnings
 
 
 def _registry_base(manifest: Manifest, ctx: BuildContext,

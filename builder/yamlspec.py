@@ -6,11 +6,18 @@
 base-image definitions, so both give errors like::
 
     iris.yaml:14: layers[1].files[0].mode: "0999" is not an octal file mode
+
+Reading is bounded, whatever the file holds (see the README's Limits): at most
+:data:`MAX_YAML_BYTES` bytes of a regular file, :data:`MAX_YAML_DEPTH` levels of
+nesting and :data:`MAX_YAML_VALUES` values counted with every alias expanded (a
+"billion laughs" file is refused at its first few aliases, not expanded).
 """
 
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -21,6 +28,15 @@ from .errors import ManifestError
 from .yamlerrors import syntax_error
 
 T = TypeVar("T")
+
+MAX_YAML_BYTES = 256 * 1024
+"""Largest manifest or base definition read (ocibuild's own are 1-2 kB; PyYAML's pure-Python
+composer takes about 5 s for 256 KiB of the densest YAML)."""
+MAX_YAML_DEPTH = 64
+"""Deepest nesting of mappings and lists (a manifest needs 5)."""
+MAX_YAML_VALUES = 50_000
+"""Most values (scalars, lists, mappings) in one file, every alias counted as a full copy
+of what it names: bounds the time and memory of expanding aliases and ``<<`` merges."""
 
 
 @dataclass
@@ -86,14 +102,11 @@ def _child_path(parent: str, key: str | int) -> str:
 def load(path: Path, display: str | None = None) -> Node:
     """Parse ``path`` into a :class:`Node` tree; YAML errors name file and line."""
     name = display or str(path)
+    text = _read(Path(path), name)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError as e:
-        raise ManifestError("file not found", file=name) from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ManifestError(f"cannot read: {e}", file=name) from e
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = _BoundedLoader(text).get_single_node()
+    except _TooBig as e:
+        raise ManifestError(e.message, file=name, line=e.line) from None
     except yaml.MarkedYAMLError as e:
         raise syntax_error(e, text, name) from e
     except yaml.YAMLError as e:
@@ -103,15 +116,91 @@ def load(path: Path, display: str | None = None) -> Node:
     return _convert(root, "", name)
 
 
+def _read(path: Path, name: str) -> str:
+    """The text of a regular file of at most MAX_YAML_BYTES (a FIFO or device is refused
+    without blocking on it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError as e:
+        raise ManifestError("file not found", file=name) from e
+    except OSError as e:
+        raise ManifestError(f"cannot read: {e.strerror}", file=name) from e
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ManifestError("is not a regular file", file=name)
+        try:
+            data = f.read(MAX_YAML_BYTES + 1)
+        except OSError as e:
+            raise ManifestError(f"cannot read: {e.strerror}", file=name) from e
+    if len(data) > MAX_YAML_BYTES:
+        raise ManifestError(f"is larger than {MAX_YAML_BYTES // 1024} KiB (MAX_YAML_BYTES); "
+                            "a manifest this big is not one", file=name)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ManifestError(f"cannot read: not UTF-8 ({e.reason} at byte {e.start})",
+                            file=name) from e
+
+
+class _TooBig(Exception):
+    def __init__(self, message: str, mark: Any) -> None:
+        super().__init__(message)
+        self.message, self.line = message, mark.line + 1 if mark else None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe composer with MAX_YAML_DEPTH and MAX_YAML_VALUES enforced while the
+    node graph is built (aliases are shared nodes there; each counts as the values it
+    names), and aliases that name their own enclosing node refused."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._values = 0
+        self._weight: dict[int, int] = {}   # id(finished collection node) -> its values
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if isinstance(node, yaml.CollectionNode) and id(node) not in self._weight:
+                raise _TooBig("an alias names a mapping or list it is inside of (a cycle)",
+                              mark)
+            self._count(self._weight.get(id(node), 1), mark)
+            return node
+        self._depth += 1
+        if self._depth > MAX_YAML_DEPTH:
+            raise _TooBig(f"nested more than {MAX_YAML_DEPTH} levels deep (MAX_YAML_DEPTH)",
+                          mark)
+        before = self._values
+        self._count(1, mark)
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        if isinstance(node, yaml.CollectionNode):
+            self._weight[id(node)] = self._values - before
+        return node
+
+    def _count(self, values: int, mark: Any) -> None:
+        self._values += values
+        if self._values > MAX_YAML_VALUES:
+            raise _TooBig(f"holds more than {MAX_YAML_VALUES} values, each alias counted as a "
+                          "copy of what it names (MAX_YAML_VALUES)", mark)
+
+
 _constructor = yaml.SafeLoader("")
 
 
-def _construct(node: yaml.Node, file: str) -> object:
+def _construct(node: yaml.Node, file: str, path: str) -> object:
     try:
         return _constructor.construct_object(node, deep=True)
+    except ValueError as e:  # int("9" * 5000): Python refuses more than 4300 digits
+        raise ManifestError(f"a {len(node.value)}-character number is too large to read",
+                            file=file, line=node.start_mark.line + 1, field=path or None) from None
     except yaml.YAMLError as e:
         raise ManifestError(f"unsupported YAML value: {getattr(e, 'problem', None) or e}",
-                            file=file, line=node.start_mark.line + 1) from e
+                            file=file, line=node.start_mark.line + 1, field=path or None) from e
 
 
 def _convert(node: yaml.Node, path: str, file: str) -> Node:
@@ -128,7 +217,7 @@ def _convert(node: yaml.Node, path: str, file: str) -> Node:
         key_lines: dict[str, int] = {}
         written: set[str] = set()
         for index, (key_node, value_node) in enumerate(node.value):
-            key = _construct(key_node, file)
+            key = _construct(key_node, file, path)
             if not isinstance(key, str):
                 raise ManifestError(f"keys must be strings, got {key!r}", file=file,
                                     line=key_node.start_mark.line + 1, field=path or None)
@@ -144,7 +233,7 @@ def _convert(node: yaml.Node, path: str, file: str) -> Node:
     if isinstance(node, yaml.SequenceNode):
         return Node([_convert(item, _child_path(path, i), file)
                      for i, item in enumerate(node.value)], line, path, file)
-    return Node(_construct(node, file), line, path, file,
+    return Node(_construct(node, file, path), line, path, file,
                 raw=node.value if isinstance(node.value, str) else None)
 
 

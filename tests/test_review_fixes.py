@@ -62,7 +62,7 @@ def test_bad_source_date_epoch_is_a_clear_error(project, value, monkeypatch, cap
 def test_yaml_tags_that_construct_objects_are_errors(tmp_path, capsys):
     manifest = write(tmp_path / "m.yaml", "image: !!python/object:os.system x\nlayers: []\n")
     code, _, err = cli("build", manifest, capsys=capsys)
-    assert code == 1 and err.startswith(f"error: {manifest}:1: unsupported YAML value")
+    assert code == 1 and err.startswith(f"error: {manifest}:1: image: unsupported YAML value")
 
 
 def test_yaml_merge_keys_may_be_overridden(tmp_path, capsys):

@@ -90,6 +90,21 @@ def canonical_json(obj: Any) -> bytes:
                       ensure_ascii=False).encode("utf-8")
 
 
+LINUX_ARCHITECTURES = frozenset({
+    "386", "amd64", "arm", "arm64", "loong64", "mips", "mipsle", "mips64", "mips64le",
+    "ppc64", "ppc64le", "riscv64", "s390x"})
+"""The GOARCH values Go (and so the OCI image index's ``platform``) defines for Linux."""
+ARCH_VARIANTS = {
+    "arm": frozenset({"v5", "v6", "v7", "v8"}),
+    "arm64": frozenset({"v8", *(f"v8.{n}" for n in range(10)), "v9",
+                        *(f"v9.{n}" for n in range(6))}),
+    "amd64": frozenset({"v1", "v2", "v3", "v4"}),
+}
+"""CPU variants per architecture, as the image spec (arm v6-v8, arm64 v8) and containerd's
+platform matcher (arm v5, arm64 v8.x/v9.x, amd64 v1-v4) name them; other architectures
+have none."""
+
+
 @dataclass(frozen=True)
 class Platform:
     os: str = "linux"
@@ -108,6 +123,20 @@ class Platform:
         if ``want`` gives one (``linux/arm64`` is satisfied by ``linux/arm64/v8``)."""
         return (self.os, self.architecture) == (want.os, want.architecture) and (
             not want.variant or want.variant == self.variant)
+
+    def check_linux(self) -> None:
+        """Raise ValueError unless this is a Linux platform OCI defines (ocibuild builds
+        Linux images only)."""
+        if self.os != "linux":
+            raise ValueError(f"os {self.os!r} is not supported: ocibuild builds linux images")
+        if self.architecture not in LINUX_ARCHITECTURES:
+            raise ValueError(f"{self.architecture!r} is not a linux architecture (one of "
+                             f"{', '.join(sorted(LINUX_ARCHITECTURES))})")
+        variants = ARCH_VARIANTS.get(self.architecture, frozenset())
+        if self.variant is not None and self.variant not in variants:
+            known = ", ".join(sorted(variants)) if variants else "none"
+            raise ValueError(f"{self.variant!r} is not a variant of {self.architecture} "
+                             f"(known: {known})")
 
     def to_json(self) -> dict[str, str]:
         out = {"architecture": self.architecture, "os": self.os}

@@ -368,8 +368,8 @@ def _outside_context(manifest: Manifest, strict: bool) -> list[str]:
                f"{manifest.folder}"
         if strict:
             raise ManifestError(f"{what} (--strict refuses sources outside it)",
-                                file=str(manifest.file), line=source.line, field=source.field)
-        warnings.append(f"{manifest.file}:{source.line}: {source.field}: {what}; read anyway "
+                                file=manifest.where, line=source.line, field=source.field)
+        warnings.append(f"{manifest.where}:{source.line}: {source.field}: {what}; read anyway "
                         "(--strict refuses it)")
     return warnings
 

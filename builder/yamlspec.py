@@ -96,6 +96,8 @@ def _describe(value: Any) -> str:
 def _child_path(parent: str, key: str | int) -> str:
     if isinstance(key, int):
         return f"{parent}[{key}]"
+    if not key.isprintable():  # a newline or escape in a key must not reach the terminal
+        key = repr(key)
     return f"{parent}.{key}" if parent else key
 
 

@@ -348,7 +348,7 @@ def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext
                            keep_special_bits=True)
 
     # The key is content already (the lock's and the definition's bytes): it travels.
-    hit = ctx.layers.layer(key, make, content=lambda: key)
+    hit = ctx.layers.layer(key, make, content=key)
     layer = hit.layer
     image = append_layers(image, layer)
     defaults: dict[str, object] = {"Env": [f"{k}={v}" for k, v in definition.config.env]}

@@ -45,11 +45,13 @@ class TieredCache:
     # -- layers --------------------------------------------------------------------
 
     def layer(self, key: str | None, make: Callable[[], Layer], *,
-              content: Callable[[], str] | None = None,
+              content: str | Callable[[], str] | None = None,
               extra: Callable[[Layer], dict[str, Any]] | None = None) -> Hit:
-        """The layer under ``key`` (local) or ``content()`` (local, then remote), else
+        """The layer under ``key`` (local) or its content key (local, then remote), else
         ``make()``, recorded. ``key`` None: nothing identifies the inputs cheaply.
-        ``extra(layer)`` is what the record keeps for the layer's source."""
+        ``content`` is the content key, or a function computing it (called only when
+        a remote cache is in use). ``extra(layer)`` is what the record keeps for the
+        layer's source."""
         hit = self.local.get(key) if key else None
         if hit is not None:
             self._backfill(self._content_key(key, content) if self._can_write() else None,
@@ -57,14 +59,7 @@ class TieredCache:
             return self._count(hit)
         ckey = self._content_key(key, content)
         if ckey is not None:
-            hit = self.local.get(ckey) if ckey != key else None
-            if hit is not None:
-                self._backfill(ckey, hit)
-            else:
-                hit = self._remote_get(ckey, make)
-                if hit is not None:
-                    self.local.put(ckey, hit.layer, hit.record)
-                    self.local.mark_pushed(self.name, ckey)
+            hit = self._find(ckey, make, local=ckey != key)
             if hit is not None:
                 if key and key != ckey:
                     self.local.put(key, hit.layer, hit.record)
@@ -77,6 +72,23 @@ class TieredCache:
         if ckey is not None and self._remote_put(ckey, layer, record):
             self.local.mark_pushed(self.name, ckey)
         return self._count(Hit(layer, record, BUILT))
+
+    def find(self, ckey: str, make: Callable[[], Layer]) -> Hit | None:
+        """The layer under content key ``ckey``, locally or remotely; None (nothing is
+        built) if neither has it. ``make`` builds it should a remote blob turn out bad."""
+        hit = self._find(ckey, make)
+        return self._count(hit) if hit is not None else None
+
+    def _find(self, ckey: str, make: Callable[[], Layer], local: bool = True) -> Hit | None:
+        hit = self.local.get(ckey) if local else None
+        if hit is not None:
+            self._backfill(ckey, hit)
+            return hit
+        hit = self._remote_get(ckey, make)
+        if hit is not None:
+            self.local.put(ckey, hit.layer, hit.record)
+            self.local.mark_pushed(self.name, ckey)
+        return hit
 
     def _can_write(self) -> bool:
         return self._writes and not self.readonly and self.remote is not None
@@ -93,9 +105,12 @@ class TieredCache:
             self.local.mark_pushed(self.name, ckey)
 
     def _content_key(self, key: str | None,
-                     content: Callable[[], str] | None) -> str | None:
-        """The content key when a remote is in use (remembered under the local key)."""
-        if content is None or not self._reads and not self._writes:
+                     content: str | Callable[[], str] | None) -> str | None:
+        """The content key: as given, or computed when a remote is in use (and
+        remembered under the local key)."""
+        if content is None or isinstance(content, str):
+            return content
+        if not self._reads and not self._writes:
             return None
         ckey = self.local.memo(key) if key else None
         if ckey is None:

@@ -204,9 +204,11 @@ def _load_build_input(path: Path, tag: str | None):
     if path.suffix in (".yaml", ".yml") and path.is_file() and _is_base_definition(path):
         from .sources.debian import load_base_definition
         definition = load_base_definition(path)
+        platforms = tuple(Platform("linux", a) for a in definition.architectures)
         manifest = Manifest(path.resolve(), tag or f"ocibuild/{definition.name}:latest",
                             Platform("linux", definition.architecture),
-                            BaseSpec("definition", path=path.resolve()), (), ConfigSpec())
+                            BaseSpec("definition", path=path.resolve()), (), ConfigSpec(),
+                            platforms=platforms)
     else:
         manifest = load_manifest(path)
         if tag:

@@ -331,13 +331,15 @@ def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext
     from .sources.debian.base import load_lock
 
     definition = load_base_definition(path, manifest.base.display or None)
-    if definition.architecture != manifest.platform.architecture:
-        raise ManifestError(f"base {path.name} is for {definition.architecture}, the image "
-                            f"for {manifest.platform.architecture}", file=manifest.where,
+    arch = manifest.platform.architecture
+    if arch not in definition.all_architectures:
+        raise ManifestError(f"base {path.name} is for {', '.join(definition.all_architectures)}"
+                            f", the image for {arch}", file=manifest.where,
                             line=manifest.base.line or None, field="base")
+    definition = definition.for_architecture(arch)
     lock = load_lock(definition)
     key = layer_cache_key("debian-base", BASE_FORMAT, definition.lock_path.read_bytes(),
-                          path.read_bytes(), manifest.compression, ctx.epoch)
+                          path.read_bytes(), manifest.compression, ctx.epoch, arch)
     history = _history("base", created)
     history["created_by"] = f"ocibuild: base {definition.name}"
 

@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 PACKAGES=(skopeo umoci runc podman docker-registry busybox-static apache2-utils
           gnupg dpkg-dev gcc binutils ca-certificates pigz zstd buildah
-          openssh-client)
+          openssh-client qemu-user-static binfmt-support)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -17,6 +17,14 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Foreign-architecture images (arm64 on amd64) run through qemu-user via binfmt_misc.
+# In a container (or with policy-rc.d) the package's service does not start, so the
+# handler is registered here; update-binfmts mounts binfmt_misc when it is not.
+if [ "$(uname -m)" != aarch64 ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+  $SUDO update-binfmts --enable qemu-aarch64 || echo "warning: could not register the" \
+    "qemu-aarch64 binfmt_misc handler; arm64 images will not run here" >&2
 fi
 
 # A Debian-packaged Python refuses system-wide installs (PEP 668); a CI runner or a

@@ -86,7 +86,8 @@ def make_gpg_key(directory: Path,
 
 @dataclass
 class DebArchive:
-    """A signed archive at ``root`` for one suite, component ``main``, arch amd64."""
+    """A signed archive at ``root`` for one suite, component ``main``, the
+    ``architectures`` given (a package of ``Architecture: all`` is in each)."""
 
     root: Path
     key: GpgKey
@@ -94,13 +95,14 @@ class DebArchive:
     debs: list[Path] = field(default_factory=list)
     by_hash: bool = False     # also publish indexes under by-hash/SHA256/ (as Debian does)
     valid_until: str = ""     # a Valid-Until date for Release, e.g. in the past
+    architectures: tuple[str, ...] = ("amd64",)
 
     def add(self, deb: Path) -> None:
         self.debs.append(deb)
 
     def publish(self) -> None:
         """Write pool/, Packages, Packages.xz, Release and InRelease."""
-        stanzas = []
+        stanzas: dict[str, list[str]] = {arch: [] for arch in self.architectures}
         for deb in sorted(self.debs):
             name = deb.name.split("_", 1)[0]
             pool = self.root / "pool" / "main" / name[0] / name
@@ -109,27 +111,32 @@ class DebArchive:
             dest.write_bytes(deb.read_bytes())
             control = _run("dpkg-deb", "--field", str(dest)).stdout.decode().rstrip("\n")
             rel = dest.relative_to(self.root).as_posix()
-            stanzas.append(f"{control}\nFilename: {rel}\nSize: {dest.stat().st_size}\n"
-                           f"SHA256: {sha256_file(dest)}\n")
+            arch = deb.stem.rsplit("_", 1)[1]
+            for each in self.architectures if arch == "all" else [arch]:
+                stanzas.setdefault(each, []).append(
+                    f"{control}\nFilename: {rel}\nSize: {dest.stat().st_size}\n"
+                    f"SHA256: {sha256_file(dest)}\n")
         dist = self.root / "dists" / self.suite
-        bin_dir = dist / "main" / "binary-amd64"
-        bin_dir.mkdir(parents=True, exist_ok=True)
-        packages = "\n".join(stanzas).encode()
-        (bin_dir / "Packages").write_bytes(packages)
-        (bin_dir / "Packages.xz").write_bytes(lzma.compress(packages))
         lines = []
-        for f in sorted(p for p in bin_dir.iterdir() if p.is_file()):
-            rel = f.relative_to(dist).as_posix()
-            lines.append(f" {sha256_file(f)} {f.stat().st_size:>8} {rel}")
-            if self.by_hash:
-                (bin_dir / "by-hash" / "SHA256").mkdir(parents=True, exist_ok=True)
-                (bin_dir / "by-hash" / "SHA256" / sha256_file(f)).write_bytes(f.read_bytes())
+        for arch in self.architectures:
+            bin_dir = dist / "main" / f"binary-{arch}"
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            packages = "\n".join(stanzas[arch]).encode()
+            (bin_dir / "Packages").write_bytes(packages)
+            (bin_dir / "Packages.xz").write_bytes(lzma.compress(packages))
+            for f in sorted(p for p in bin_dir.iterdir() if p.is_file()):
+                rel = f.relative_to(dist).as_posix()
+                lines.append(f" {sha256_file(f)} {f.stat().st_size:>8} {rel}")
+                if self.by_hash:
+                    (bin_dir / "by-hash" / "SHA256").mkdir(parents=True, exist_ok=True)
+                    (bin_dir / "by-hash" / "SHA256" / sha256_file(f)).write_bytes(
+                        f.read_bytes())
         release = textwrap.dedent(f"""\
             Origin: ocibuild-test
             Suite: {self.suite}
             Codename: {self.suite}
             Version: 99.1
-            Architectures: amd64
+            Architectures: {" ".join(self.architectures)}
             Components: main
             No-Support-for-Architecture-all: Packages
             """) + ("Acquire-By-Hash: yes\n" if self.by_hash else "")

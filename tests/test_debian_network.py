@@ -91,8 +91,11 @@ def test_cc_locks_and_builds(cc):
 def test_committed_locks_match_their_definitions():
     for name in ("static", "cc", "python-ml"):
         definition = load_base_definition(BASES / f"{name}.yaml")
-        lock = load_lock(definition)       # raises when the lock is stale
-        assert lock.codename == "bookworm" and lock.architecture == "amd64"
+        assert "amd64" in definition.all_architectures
+        for arch in definition.all_architectures:
+            lock = load_lock(definition.for_architecture(arch))  # raises when stale
+            assert lock.codename == "bookworm" and lock.architecture == arch
+            assert all(p.architecture in (arch, "all") for p in lock.packages)
 
 
 PROGRAM = r"""

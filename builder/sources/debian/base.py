@@ -45,9 +45,21 @@ def lock_base(definition: BaseDefinition, mirror: str | None = None, *,
     cache and checked against the sha256 from ``Packages``, so a lock is only
     written once every package it names is known to be fetchable and intact.
     Nothing is written on any error. ``check_valid_until=False`` accepts a
-    Release past its ``Valid-Until`` (needed only for snapshot mirrors).
+    Release past its ``Valid-Until`` (needed only for snapshot mirrors). A definition
+    listing ``architectures`` is resolved for each, into one lock file.
     """
     urls = {suite: find_mirror(suite, mirror) for suite in definition.suites}
+    locks = [_resolve_lock(definition.for_architecture(arch), urls, cache_dir=cache_dir,
+                           transport=transport, prefetch=prefetch,
+                           check_valid_until=check_valid_until)
+             for arch in definition.all_architectures]
+    return write_lock(locks if definition.architectures else locks[0], definition.lock_path)
+
+
+def _resolve_lock(definition: BaseDefinition, urls: dict[str, str], *,
+                  cache_dir: Path | None, transport: Transport | None, prefetch: bool,
+                  check_valid_until: bool) -> Lock:
+    """The lock of ``definition`` for its (one) ``architecture``."""
     archives = [load_index(urls[suite], suite, definition.components, definition.architecture,
                            definition.keyring, transport, check_valid_until=check_valid_until)
                 for suite in definition.suites]
@@ -65,16 +77,16 @@ def lock_base(definition: BaseDefinition, mirror: str | None = None, *,
         for pkg in packages:
             cache.ensure(pkg, functools.partial(urls.__getitem__, pkg.suite), transport)
     indexes = tuple(LockedIndex(f.path, f.size, f.sha256) for a in archives for f in a.files)
-    lock = Lock(main.suite, main.codename, main.version, definition.architecture,
+    return Lock(main.suite, main.codename, main.version, definition.architecture,
                 definition.components, definition.packages, definition.exclude,
                 indexes, packages, definition.suites)
-    return write_lock(lock, definition.lock_path)
 
 
 def load_lock(definition: BaseDefinition, path: Path | None = None) -> Lock:
-    """Read the definition's lock and check it still matches the definition."""
+    """Read the definition's lock (for its ``architecture``, of a definition listing
+    several) and check it still matches the definition."""
     lock_path = path or definition.lock_path
-    lock = read_lock(lock_path)
+    lock = read_lock(lock_path, definition.architecture if definition.architectures else None)
     stale = []
     if set(lock.requested) != set(definition.packages):
         stale.append("packages")

@@ -6,7 +6,8 @@ Schema (Required marked; everything else Optional)::
     debian:                           Required
       suite: bookworm                 Required. The main suite (os-release, lock)
       updates: [bookworm-updates, bookworm-security]   suites layered on top
-      architecture: amd64             Required
+      architecture: amd64             Required: one, or
+      architectures: [amd64, arm64]   several, each resolved and locked on its own
       components: [main]
       keyring: path.gpg               default: Debian's archive keyring
     packages: [libc6, ...]            Required. Their Depends/Pre-Depends come too
@@ -25,7 +26,7 @@ Errors name file, line and field, e.g. ``cc.yaml:12: directories[0].mode: ...``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ... import yamlspec
@@ -93,6 +94,20 @@ class BaseDefinition:
     timezone: str = "Etc/UTC"
     config: BaseConfig = field(default_factory=BaseConfig)
     updates: tuple[str, ...] = ()  # suites layered on top: bookworm-updates, bookworm-security
+    architectures: tuple[str, ...] = ()
+    """``architectures:`` as listed (empty for ``architecture:``); ``architecture`` is
+    then the one this value is for (see :meth:`for_architecture`)."""
+
+    @property
+    def all_architectures(self) -> tuple[str, ...]:
+        return self.architectures or (self.architecture,)
+
+    def for_architecture(self, architecture: str) -> "BaseDefinition":
+        """This definition, for one of the architectures it lists."""
+        if architecture not in self.all_architectures:
+            raise ValueError(f"{self.path.name} lists {', '.join(self.all_architectures)}, "
+                             f"not {architecture}")
+        return replace(self, architecture=architecture)
 
     @property
     def suites(self) -> tuple[str, ...]:
@@ -239,7 +254,11 @@ def load_base_definition(path: Path, display: str | None = None) -> BaseDefiniti
     name = top.optional("name", lambda n: n.str(), path.stem)
     deb = top.required("debian").mapping()
     suite = deb.required("suite").str()
-    architecture = deb.required("architecture").str()
+    architectures = deb.optional("architectures", _architectures, NO_STRINGS)
+    if architectures and "architecture" in deb:
+        raise deb.get("architectures").error(  # type: ignore[union-attr]
+            "give either architecture (one) or architectures (a list), not both")
+    architecture = architectures[0] if architectures else deb.required("architecture").str()
     updates = deb.optional("updates", _strings, NO_STRINGS)
     components = deb.optional("components", _strings, MAIN)
     keyring = deb.optional("keyring", lambda n: Path(n.str()), DEBIAN_KEYRING)
@@ -263,4 +282,21 @@ def load_base_definition(path: Path, display: str | None = None) -> BaseDefiniti
     return BaseDefinition(path, name, suite, architecture, components, keyring, packages,
                           exclude, tuple(sorted(users.values(), key=lambda u: u.uid)),
                           tuple(sorted(groups.values(), key=lambda g: g.gid)),
-                          directories, drop, keep, timezone, config, updates)
+                          directories, drop, keep, timezone, config, updates, architectures)
+
+
+_ARCHITECTURE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def _architectures(node: yamlspec.Node) -> tuple[str, ...]:
+    out: list[str] = []
+    for item in node.list():
+        arch = item.str()
+        if not _ARCHITECTURE.match(arch):
+            raise item.error(f"{arch!r} is not a Debian architecture name (amd64, arm64, …)")
+        if arch in out:
+            raise item.error(f"{arch} is listed twice")
+        out.append(arch)
+    if not out:
+        raise node.error("lists no architecture")
+    return tuple(out)

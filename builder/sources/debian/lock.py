@@ -1,5 +1,10 @@
 """``<name>.lock.json``: the exact packages a base is built from.
 
+A definition for one ``architecture`` has a lock of one document; one listing
+``architectures`` has ``{"lockVersion": 1, "architectures": {"amd64": {…},
+"arm64": {…}}}``, each value the same document a single-architecture lock holds
+(without ``lockVersion``), so an old lock keeps its meaning and its bytes.
+
 The lock names no mirror (any mirror of the same archive serves the same
 paths), only archive paths and digests, so it can be committed and used on
 any machine. Written to a temp file beside the target and renamed, so a
@@ -54,8 +59,10 @@ class Lock:
     suites: tuple[str, ...] = ()   # every suite resolved from, the main one first
 
     def to_json(self) -> bytes:
-        doc: dict[str, Any] = {
-            "lockVersion": LOCK_VERSION,
+        return _dump({"lockVersion": LOCK_VERSION, **self.to_doc()})
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
             "suite": self.suite, "codename": self.codename, "version": self.version,
             "suites": list(self.suites or (self.codename,)),
             "architecture": self.architecture, "components": list(self.components),
@@ -63,19 +70,30 @@ class Lock:
             "indexes": [asdict(i) for i in self.indexes],
             "packages": [asdict(p) for p in sorted(self.packages, key=lambda p: p.name)],
         }
-        return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
 
 
-def write_lock(lock: Lock, path: Path) -> Path:
-    """Atomically write ``lock`` to ``path`` (temp file in the same dir + rename)."""
+def _dump(doc: dict[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode()
+
+
+def locks_json(locks: list[Lock]) -> bytes:
+    """The lock file of a definition listing ``architectures``, one section each."""
+    return _dump({"lockVersion": LOCK_VERSION,
+                  "architectures": {lock.architecture: lock.to_doc() for lock in locks}})
+
+
+def write_lock(lock: Lock | list[Lock], path: Path) -> Path:
+    """Atomically write ``lock`` (or a list: one per architecture) to ``path`` (temp
+    file in the same dir + rename)."""
     path = Path(path)
+    data = lock.to_json() if isinstance(lock, Lock) else locks_json(lock)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)   # mkstemp's 0600 is wrong for a committed file
         with os.fdopen(fd, "wb") as f:
-            f.write(lock.to_json())
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -85,8 +103,9 @@ def write_lock(lock: Lock, path: Path) -> Path:
     return path
 
 
-def read_lock(path: Path) -> Lock:
-    """Load and validate a lock; every problem is a :class:`DebianError` naming the file."""
+def read_lock(path: Path, architecture: str | None = None) -> Lock:
+    """Load and validate a lock (of a multi-architecture lock, the section for
+    ``architecture``); every problem is a :class:`DebianError` naming the file."""
     path = Path(path)
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -95,9 +114,33 @@ def read_lock(path: Path) -> Lock:
                           "base definition first)") from e
     except (OSError, ValueError) as e:
         raise DebianError(f"{path}: unreadable lock file: {e}") from e
+    if not isinstance(doc, dict) or doc.get("lockVersion") != LOCK_VERSION:
+        raise DebianError(f"{path}: unsupported lockVersion "
+                          f"{doc.get('lockVersion') if isinstance(doc, dict) else None!r}")
+    sections = doc.get("architectures")
+    if isinstance(sections, dict):
+        if architecture not in sections:
+            raise DebianError(f"{path} has no lock for {architecture} (it has "
+                              f"{', '.join(sorted(sections)) or 'none'}): run 'ocibuild "
+                              "lock' on the base definition")
+        doc = sections[architecture]
+        if not isinstance(doc, dict):
+            raise DebianError(f"{path}: architectures.{architecture} is not an object")
+    return _parse(doc, path)
+
+
+def lock_architectures(path: Path) -> tuple[str, ...] | None:
+    """The architectures a multi-architecture lock holds; None for a single one."""
     try:
-        if doc.get("lockVersion") != LOCK_VERSION:
-            raise DebianError(f"{path}: unsupported lockVersion {doc.get('lockVersion')!r}")
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    sections = doc.get("architectures") if isinstance(doc, dict) else None
+    return tuple(sections) if isinstance(sections, dict) else None
+
+
+def _parse(doc: dict[str, Any], path: Path) -> Lock:
+    try:
         packages = tuple(LockedPackage(str(p["name"]), str(p["version"]),
                                        str(p["architecture"]), str(p["filename"]),
                                        int(p["size"]), str(p["sha256"]),

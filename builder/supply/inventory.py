@@ -23,7 +23,7 @@ from urllib.parse import quote
 
 from ..layers.reader import iter_members
 from ..oci.image import Image
-from .licenses import spdx_expression, spdx_id
+from .licenses import debian_copyright, spdx_expression, spdx_id
 from ..layers.whiteouts import apply_whiteouts, whiteout_target
 
 MAX_METADATA_BYTES = 1 << 20
@@ -45,6 +45,7 @@ class Package:
     location: str           # the metadata file it was read from
     licenses: tuple[str, ...] = ()      # as stated (names)
     license_expression: str | None = None  # a valid SPDX expression, when known
+    license_refs: tuple[tuple[str, str], ...] = ()  # (LicenseRef-…, text) it uses
     arch: str | None = None
     source: str | None = None  # Debian source package
     supplier: str | None = None
@@ -95,14 +96,25 @@ def inventory(image: Image) -> list[Package]:
     files = collect_metadata(image)
     distro = _distro(files.get("/etc/os-release", b""))
     copyrights = {m.group(1): files[p] for p in files if (m := _COPYRIGHT.match(p))}
+    stanzas = [(path, stanza) for path in sorted(files)
+               if _STATUS_D.match(path) or path == "/var/lib/dpkg/status"
+               for stanza in parse_stanzas(files[path])]
+    # Debian links /usr/share/doc/<pkg> of libgcc-s1, libstdc++6… to a sibling built from
+    # the same source (gcc-12-base); a base that drops the links keeps the sibling's file.
+    by_source: dict[str, bytes] = {}
+    for _, stanza in stanzas:
+        data = copyrights.get(stanza.get("Package", ""))
+        if data is not None:
+            by_source.setdefault(_source_name(stanza), data)
     packages: set[Package] = set()
+    for path, stanza in stanzas:
+        name = stanza.get("Package", "")
+        copyright = copyrights.get(name, by_source.get(_source_name(stanza), b""))
+        pkg = _deb(stanza, path, distro, copyright)
+        if pkg is not None:
+            packages.add(pkg)
     for path in sorted(files):
-        if _STATUS_D.match(path) or path == "/var/lib/dpkg/status":
-            for stanza in parse_stanzas(files[path]):
-                pkg = _deb(stanza, path, distro, copyrights)
-                if pkg is not None:
-                    packages.add(pkg)
-        elif _PY_METADATA.search(path):
+        if _PY_METADATA.search(path):
             pkg = _python(files[path], path)
             if pkg is not None:
                 packages.add(pkg)
@@ -143,8 +155,24 @@ def _distro(os_release: bytes) -> str | None:
     return None
 
 
+def _source_name(stanza: dict[str, str]) -> str:
+    return (stanza.get("Source") or stanza.get("Package") or "").split(" ")[0]
+
+
+def deb_purl(name: str, version: str, arch: str | None = None, distro: str | None = None,
+             vendor: str = "debian") -> str:
+    """The purl of a Debian package, by the purl spec's deb type: the epoch stays in the
+    version (``pkg:deb/debian/attr@1:2.4.47-2%2Bb1?arch=amd64``; ``:`` is never
+    percent-encoded), qualifiers sorted by key."""
+    qualifiers = {k: v for k, v in (("arch", arch), ("distro", distro)) if v}
+    purl = f"pkg:deb/{vendor}/{quote(name.lower(), safe='')}@{quote(version, safe=':')}"
+    if qualifiers:
+        purl += "?" + "&".join(f"{k}={quote(v, safe='')}" for k, v in sorted(qualifiers.items()))
+    return purl
+
+
 def _deb(stanza: dict[str, str], path: str, distro: str | None,
-         copyrights: dict[str, bytes]) -> Package | None:
+         copyright: bytes) -> Package | None:
     name, version = stanza.get("Package"), stanza.get("Version")
     if not name or not version:
         return None
@@ -152,32 +180,11 @@ def _deb(stanza: dict[str, str], path: str, distro: str | None,
     if status and not status.endswith(" installed"):
         return None
     arch = stanza.get("Architecture") or None
-    qualifiers = []
-    if arch:
-        qualifiers.append(f"arch={quote(arch, safe='')}")
-    if distro:
-        qualifiers.append(f"distro={quote(distro, safe='')}")
-    purl = f"pkg:deb/debian/{quote(name, safe='')}@{quote(version, safe=':')}"
-    if qualifiers:
-        purl += "?" + "&".join(qualifiers)
-    names = _copyright_licenses(copyrights.get(name, b""))
-    ids = [spdx_id(n) for n in names]
-    expression = " AND ".join(sorted({i for i in ids if i})) if ids and all(ids) else None
+    stated = debian_copyright(copyright)
     source = (stanza.get("Source") or "").split(" ")[0] or None
-    return Package("deb", name, version, purl, path, tuple(names), expression or None, arch,
-                   source, stanza.get("Maintainer") or None)
-
-
-def _copyright_licenses(data: bytes) -> list[str]:
-    """Distinct license short names of a DEP-5 copyright file, in first-seen order."""
-    seen: list[str] = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        if line.startswith("License:"):
-            for part in re.split(r"\s+(?:or|and)\s+|\s*[|,]\s*", line[8:].strip()):
-                part = part.strip()
-                if part and part not in seen and " " not in part:
-                    seen.append(part)
-    return seen
+    return Package("deb", name, version, deb_purl(name, version, arch, distro), path,
+                   stated.names, stated.expression, stated.refs, arch, source,
+                   stanza.get("Maintainer") or None)
 
 
 # -- Python ---------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def spdx_document(subject: Subject, packages: list[Package], created: str) -> di
         spdx_packages.append(entry)
         relationships.append({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS",
                               "relatedSpdxElement": ident})
-    return {
+    document = {
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
@@ -129,15 +129,29 @@ def spdx_document(subject: Subject, packages: list[Package], created: str) -> di
         "packages": spdx_packages,
         "relationships": relationships,
     }
+    refs: dict[str, str] = {}
+    for p in packages:
+        for ident, text in p.license_refs:
+            refs.setdefault(ident, text)
+    if refs:  # each LicenseRef- an expression uses must be defined in the document
+        document["hasExtractedLicensingInfos"] = [
+            {"licenseId": ident, "extractedText": text,
+             "name": ident.removeprefix("LicenseRef-")} for ident, text in sorted(refs.items())]
+    return document
 
 
 # -- CycloneDX 1.5 --------------------------------------------------------------------
 
 def _cdx_licenses(p: Package) -> list[dict[str, Any]]:
-    if p.license_expression and (" " in p.license_expression):
-        return [{"expression": p.license_expression}]
+    """The SPDX expression when one is known (an id alone as ``license.id``), else the
+    names as stated."""
+    expression = p.license_expression
+    if expression:
+        if " " in expression or expression.startswith("LicenseRef-"):
+            return [{"expression": expression}]
+        return [{"license": {"id": expression}}]
     out = []
-    for name in p.licenses or ((p.license_expression,) if p.license_expression else ()):
+    for name in p.licenses:
         ident = spdx_id(name)
         out.append({"license": {"id": ident} if ident else {"name": name}})
     unique = {json.dumps(x, sort_keys=True): x for x in out}

@@ -155,30 +155,29 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                 thread_name_prefix="ocibuild-layer") as builds:
             pending = []
             for spec in manifest.layers:
-                entries, frozen, cached, lib_dirs = _layer_entries(spec, ctx, work,
-                                                                   manifest.where)
+                parts, lib_dirs = _layer_parts(spec, ctx, work, manifest.where)
                 for lib_dir in lib_dirs:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
-                entries = _select(entries, spec, manifest.where)
-                try:
-                    entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
-                                        below=view)
-                except InputError as e:  # a path given as a file and as a directory …
-                    raise ManifestError(str(e), file=manifest.where, line=spec.line,
-                                        field=f"layers[{spec.name}]") from e
-                detail = frozen or _count(entries)
-                own.append(entries)
-                names.update((e.path, spec.name) for e in entries)
-                merge(view, entries)
-                future = builds.submit(_build_or_reuse, entries, spec.name, manifest, ctx,
-                                       created, spec.keep_special_bits)
-                pending.append((spec, detail, cached, entries, future))
-            for spec, detail, cached, entries, future in pending:
+                for part in parts:
+                    entries = _select(part.entries, spec, manifest.where)
+                    try:
+                        entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
+                                            below=view)
+                    except InputError as e:  # a path given as a file and as a directory …
+                        raise ManifestError(str(e), file=manifest.where, line=spec.line,
+                                            field=f"layers[{spec.name}]") from e
+                    own.append(entries)
+                    names.update((e.path, spec.name) for e in entries)
+                    merge(view, entries)
+                    future = builds.submit(_build_or_reuse, entries, part.name, manifest, ctx,
+                                           created, spec.keep_special_bits)
+                    pending.append((part, entries, future))
+            for part, entries, future in pending:
                 layer, source = future.result()
                 _note_non_elf(known, entries, elf_members(ctx.blob_dir, layer.diff_id))
                 image = append_layers(image, layer)
-                result.layers.append(LayerReport(spec.name, detail, layer,
-                                                 cached or source != BUILT, source))
+                result.layers.append(LayerReport(part.name, part.detail or _count(entries),
+                                                 layer, part.cached or source != BUILT, source))
             pending.clear()
         image = _apply_config(image, manifest.config, manifest, view)
         libraries = _library_closure(view, library_path, manifest, ctx, created, result,
@@ -406,11 +405,29 @@ def _count(entries: list[Entry]) -> str:
     return count(files, "file")
 
 
-def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
-                   manifest_file: str) -> tuple[list[Entry], str | None, bool, list[str]]:
-    """A manifest layer's entries, a description of its frozen app (None without
-    one), whether a cache served it, and the image dirs its programs add to the
-    loader's search path."""
+@dataclass(frozen=True)
+class LayerPart:
+    """One image layer a manifest layer makes (a frozen app makes several): its name,
+    its entries, what it holds (None: counted from its entries) and whether a cache
+    (the frozen bundle's) served it."""
+
+    name: str
+    entries: list[Entry]
+    detail: str | None = None
+    cached: bool = False
+
+
+def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path,
+                 manifest_file: str) -> tuple[list[LayerPart], list[str]]:
+    """The image layers of a manifest layer, bottom to top, and the image dirs its
+    programs add to the loader's search path.
+
+    A layer is one image layer, except a onedir ``pyinstaller:`` layer, which is
+    split by :func:`builder.sources.bundle_plan.plan_bundle` into its Python
+    runtime, its largest distributions, the others, the executable and, last
+    and named after the manifest layer, the app's own code together with the
+    layer's other content.
+    """
     entries: list[Entry] = []
     for d in spec.directories:
         entries.append(Entry.directory(d.path, d.mode, d.uid, d.gid))
@@ -427,7 +444,8 @@ def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
 
         entries.extend(tar_entries(spec.tar, work))
     if spec.pyinstaller is None:
-        return entries, None, False, []
+        return [LayerPart(spec.name, entries)], []
+    from .sources.bundle_plan import INTERNAL, distribution_owners, plan_bundle
     from .sources.pyinstaller import bundle_entries, freeze
 
     try:
@@ -436,10 +454,21 @@ def _layer_entries(spec: LayerSpec, ctx: BuildContext, work: Path,
     except FreezeOptionError as e:
         raise ManifestError(str(e), file=manifest_file, line=spec.line,
                             field=f"layers[{spec.name}].pyinstaller.{e.option}") from e
-    entries.extend(bundle_entries(frozen.dist_dir, spec.dest))
-    detail = f"pyinstaller {spec.pyinstaller.entry.name}" + (" (cached)" if frozen.cached else "")
     lib_dirs = [posixpath.join(spec.dest, d) for d in frozen.library_dirs]
-    return entries, detail, frozen.cached, lib_dirs
+    bundle = bundle_entries(frozen, spec.dest)
+    entry = spec.pyinstaller.entry.name
+    cached = " (cached)" if frozen.cached else ""
+    if frozen.app is None:  # onefile: one executable, one layer
+        return [LayerPart(spec.name, bundle + entries, f"pyinstaller {entry}{cached}",
+                          frozen.cached)], lib_dirs
+    groups = plan_bundle(bundle, spec.dest, frozen.executable,
+                         distribution_owners(frozen.dist_dir / INTERNAL))
+    parts = [LayerPart(f"{spec.name}:{g.part}", list(g.entries), g.detail + cached,
+                       frozen.cached) for g in groups if g.part != "code"]
+    code = [e for g in groups if g.part == "code" for e in g.entries]
+    parts.append(LayerPart(spec.name, code + entries, f"pyinstaller {entry}: app code, "
+                           + _count(code + entries)))
+    return parts, lib_dirs
 
 
 # -- config --------------------------------------------------------------------

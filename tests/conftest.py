@@ -43,3 +43,41 @@ def _stop_test_gpg_agents(tmp_path_factory):
 
     base = str(tmp_path_factory.getbasetemp())
     subprocess.run(["pkill", "-f", f"gpg-agent --homedir {base}/"], capture_output=True)
+
+
+IRIS = Path(__file__).resolve().parent.parent / "examples" / "iris"
+
+
+def copy_iris(root: Path) -> Path:
+    """A copy of examples/iris and the base definitions it names, as in a checkout at
+    ``root``; the copy's manifest."""
+    dest = root / "project" / "examples" / "iris"
+    shutil.copytree(IRIS, dest, ignore=shutil.ignore_patterns("__pycache__", "*.tar"))
+    shutil.copytree(IRIS.parent.parent / "base_images", root / "project" / "base_images")
+    return dest / "ocibuild.yaml"
+
+
+@pytest.fixture(scope="session")
+def iris_image(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One cold build of a copy of examples/iris for the whole session (about a
+    minute and a half: a venv, pip, PyInstaller, the cc base's .debs), over one cache
+    that later iris builds share (``cache``). Tests must not change ``root``'s copy;
+    they copy it again (:func:`copy_iris`) to edit the app.
+
+    Keys: ``summary`` (the --json result), ``log`` (stderr), ``root``, ``manifest``,
+    ``tar`` (the image), ``cache``."""
+    import contextlib
+    import io
+    import json
+
+    from builder.cli import main
+
+    root = tmp_path_factory.mktemp("iris-session")
+    manifest = copy_iris(root)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["build", str(manifest), "-o", str(root / "iris.tar"), "--json",
+                     "--cache-dir", str(root / "cache")])
+    assert code == 0, err.getvalue()
+    return {"summary": json.loads(out.getvalue()), "log": err.getvalue(), "root": root,
+            "manifest": manifest, "tar": root / "iris.tar", "cache": root / "cache"}

@@ -42,8 +42,9 @@ APP = ["/app/app"]  # the bundle's bootloader: the entrypoint
 
 
 @pytest.fixture(scope="module")
-def frozen(tmp_path_factory: pytest.TempPathFactory) -> FrozenApp:
-    return freeze(iris_options(), cache_dir=tmp_path_factory.mktemp("iris-cache"))
+def frozen(iris_image: dict) -> FrozenApp:
+    """The iris freeze, from the session's iris cache (the same options: a cache hit)."""
+    return freeze(iris_options(), cache_dir=iris_image["cache"] / "pyinstaller")
 
 
 def test_iris_model_is_trained_deterministically(tmp_path: Path, frozen: FrozenApp) -> None:
@@ -56,7 +57,7 @@ def test_iris_model_is_trained_deterministically(tmp_path: Path, frozen: FrozenA
 
 
 def test_iris_bundle_needs_only_the_c_runtime_from_the_host(frozen: FrozenApp) -> None:
-    view = {e.path: e for e in bundle_entries(frozen.dist_dir, "/app")}
+    view = {e.path: e for e in bundle_entries(frozen, "/app")}
     lib_path = {f"/app/{d}": [f"/app/{d}"] for d in frozen.library_dirs}
     missing = {name for _, name in resolve_closure(view, strict=False, programs=APP,
                                                    library_path=lib_path).missing}
@@ -73,7 +74,7 @@ def test_iris_bundle_needs_only_the_c_runtime_from_the_host(frozen: FrozenApp) -
 def test_iris_serves_predictions_on_a_scratch_root_as_nonroot(tmp_path: Path,
                                                              frozen: FrozenApp) -> None:
     require_tool("runc")
-    entries = bundle_entries(frozen.dist_dir, "/app")
+    entries = bundle_entries(frozen, "/app")
     view = {e.path: e for e in entries}
     libs = resolve_closure(view, host=True, library_path={"/app/_internal": ["/app/_internal"]},
                            programs=APP)

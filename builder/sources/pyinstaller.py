@@ -21,29 +21,33 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import posixpath
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import FreezeError, FreezeOptionError, InputError
+from ..errors import FreezeError, InputError
 from ..layers.entries import Entry
+from .app_code import AppCode, scan_app
 from .files import tree_entries
+from .launcher import APP_DIR, HOOK_NAME, SCRIPT_NAME, SIGTERM_HOOK, launcher_source
+from .pyinstaller_log import (check_declared, freeze_failure, keep_log, output_of, problems,
+                              tail)
 
 PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.9")
 """What is installed next to the app's requirements; part of every cache key."""
 
 MODES = ("onedir", "onefile")
 _KEY_VERSION = "4"  # bump when the layout or the PyInstaller command line changes
-_DIST_VERSION = "2"  # bump when what a freeze checks or keeps changes (the venv stays)
+_DIST_VERSION = "3"  # bump when what a freeze checks or keeps changes (the venv stays)
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".venv", "venv", "build", "dist",
               ".mypy_cache", ".pytest_cache"}
 _SOURCE_SUFFIXES = (".py", ".pyw", ".so", ".pth")
-_LOG_TAIL_LINES = 40
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
 Log = Callable[[str], None]
@@ -89,8 +93,10 @@ class PyInstallerOptions:
 class FrozenApp:
     """A finished freeze.
 
-    ``dist_dir`` holds what goes under the layer's ``dest``: for onedir the
-    executable plus ``_internal/``, for onefile the single executable.
+    ``dist_dir`` holds what PyInstaller made, which goes under the layer's
+    ``dest``: for onedir the executable plus ``_internal/``, for onefile the
+    single executable. ``app`` is, for a split bundle, the app's own code, which
+    is not in ``dist_dir`` and goes to ``dest/_app`` (:func:`bundle_entries`).
     ``library_dirs`` are the dirs (relative to ``dist_dir``) that PyInstaller's
     bootloader puts on the loader's search path at run time; the library closure
     needs them to resolve what the bundle's own ``.so`` files link to.
@@ -101,11 +107,18 @@ class FrozenApp:
     cached: bool
     key: str
     library_dirs: tuple[str, ...] = ()
+    app: AppCode | None = None
 
 
 def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = subprocess.run,
            log: Log = lambda message: None, source_date_epoch: int | None = None) -> FrozenApp:
     """Freeze ``options.entry``; reuse the cached output when no input changed.
+
+    A onedir app is frozen *split*: PyInstaller freezes a generated launcher
+    whose only knowledge of the app is its import set (:mod:`.app_code`,
+    :mod:`.launcher`), so the cached dependencies serve every code change that
+    imports nothing new; the app's own files are returned in ``FrozenApp.app``.
+    A onefile app is frozen whole, as one executable.
 
     ``source_date_epoch`` (default: ``$SOURCE_DATE_EPOCH``, else 0) is given to pip
     and PyInstaller and is part of the cache key. Raises :class:`InputError` for a
@@ -114,53 +127,65 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
     """
     _check_inputs(options)
     epoch = _epoch(source_date_epoch)
+    app = _scan_own_code(options) if options.mode == "onedir" else None
+    analysed = _without_own_modules(options, app)
     python = options.python or sys.executable
     python_id = _python_identity(options.python, runner)
     venv_key = _digest({"v": _KEY_VERSION, "python": python_id, "pins": PYINSTALLER_PINS,
                         "requirements": _file_digest(options.requirements)})
+    script = launcher_source(app.entry, app.imports) if app is not None else None
     dist_key = _digest({"v": _KEY_VERSION, "dist": _DIST_VERSION, "venv": venv_key,
-                        "epoch": epoch,
-                        "sources": _tree_digest(options),
-                        "options": _options_for_key(options)})
+                        "epoch": epoch, "hook": SIGTERM_HOOK,
+                        "sources": _tree_digest(options, whole_app=app is None),
+                        "launcher": script,
+                        "options": _options_for_key(analysed)})
     cache_dir = Path(cache_dir)
     exe = options.name
     lib_dirs = ("_internal",) if options.mode == "onedir" else ()
     dist = cache_dir / "dist" / dist_key
     warnings = dist.with_name(dist_key + ".warnings")
+    for line in app.warnings if app is not None else ():
+        log(f"pyinstaller: {line}")
     if dist.is_dir():
-        log(f"pyinstaller: {options.entry.name}: cached ({dist_key[:12]})")
+        log(f"pyinstaller: {options.entry.name}: dependencies cached ({dist_key[:12]})"
+            if app is not None else f"pyinstaller: {options.entry.name}: cached ({dist_key[:12]})")
         for line in _read_lines(warnings):  # what PyInstaller said when it made it
             log(f"pyinstaller: {line}")
-        return FrozenApp(dist, exe, True, dist_key, lib_dirs)
+        return FrozenApp(dist, exe, True, dist_key, lib_dirs, app)
 
     env = _build_env(epoch)
     venv = _ensure_venv(cache_dir / "venv" / venv_key, python, options.requirements,
                         runner=runner, log=log, env=env)
-    log(f"pyinstaller: freezing {options.entry.name} ({options.mode})")
+    log(f"pyinstaller: freezing {options.entry.name} ({options.mode}"
+        + (f", {len(app.imports)} imports of the app's code analysed)" if app else ")"))
     with tempfile.TemporaryDirectory(prefix="freeze-", dir=_scratch_parent(cache_dir)) as tmp:
         scratch = Path(tmp)
         src = scratch / "src"
-        _copy_sources(options, src)
+        _copy_sources(options, src, whole_app=app is None)
+        if script is not None:
+            (src / SCRIPT_NAME).write_text(script, encoding="utf-8")
+        (scratch / HOOK_NAME).write_text(SIGTERM_HOOK, encoding="utf-8")
         out = scratch / "out"
         # Run from the copy of the entry's folder, so relative paths in extra_args
         # (--add-data, --icon …) mean what they mean next to the app.
-        args = pyinstaller_args(options, _extra_args_outside_made_absolute(options))
+        args = pyinstaller_args(analysed, _extra_args_outside_made_absolute(options))
+        args += ["--runtime-hook", str(scratch / HOOK_NAME)]
         for name in requirement_names(options.requirements):
             # dist-info for every requirement (and what it pulls in), so SBOMs and
             # scanners can see the Python packages inside the bundle.
             args += ["--recursive-copy-metadata", name]
         cmd = [str(venv / "bin" / "python"), "-m", "PyInstaller", *args,
                "--distpath", "../dist", "--workpath", "../work", "--specpath", ".",
-               options.entry.name]
+               SCRIPT_NAME if script is not None else options.entry.name]
         proc = _run(runner, cmd, cwd=src, env={**env, "PYINSTALLER_CONFIG_DIR": str(scratch)})
         produced = scratch / "dist" / (exe if options.mode == "onedir" else "")
         if proc.returncode != 0 or not (produced / exe).exists():
-            raise FreezeError(_freeze_failure(options, proc, _keep_log(cache_dir, dist_key, proc),
-                                              src))
-        problems = _problems(_output(proc))
-        for line in problems:
+            raise FreezeError(freeze_failure(options, proc, keep_log(cache_dir, dist_key, proc),
+                                             src))
+        said = problems(output_of(proc))
+        for line in said:
             log(f"pyinstaller: {line}")
-        _check_declared(options, _output(proc))
+        check_declared(analysed, output_of(proc))
         _drop_outside_records(produced)
         if options.strip and options.mode == "onefile":
             log("pyinstaller: strip is not applied in onefile mode (see builder.sources.elfstrip)")
@@ -176,9 +201,32 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         else:
             out.mkdir()
             (produced / exe).rename(out / exe)
-        _write_lines(warnings, problems)
+        _write_lines(warnings, said)
         _publish(out, dist)
-    return FrozenApp(dist, exe, False, dist_key, lib_dirs)
+    return FrozenApp(dist, exe, False, dist_key, lib_dirs, app)
+
+
+def _scan_own_code(options: PyInstallerOptions) -> AppCode:
+    """The app's own code; ``hidden_imports`` naming its modules are roots of it."""
+    try:
+        return scan_app(options.entry, options.hidden_imports)
+    except InputError as e:
+        raise FreezeError(str(e)) from e
+
+
+def _without_own_modules(options: PyInstallerOptions, app: AppCode | None) -> PyInstallerOptions:
+    """The options PyInstaller's analysis gets: module names of the app's own code are
+    left out (that code ships whole in its own layer, beside the analysis)."""
+    if app is None:
+        return options
+
+    def third_party(names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(n for n in names if n.split(".", 1)[0] not in app.own)
+
+    return replace(options, hidden_imports=third_party(options.hidden_imports),
+                   collect_data=third_party(options.collect_data),
+                   collect_submodules=third_party(options.collect_submodules),
+                   collect_all=third_party(options.collect_all))
 
 
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
@@ -229,15 +277,24 @@ def _extra_args_outside_made_absolute(options: PyInstallerOptions) -> list[str]:
     return out
 
 
-def bundle_entries(dist_dir: Path, dest: str) -> list[Entry]:
-    """Entries for everything under ``dist_dir`` (a :attr:`FrozenApp.dist_dir`), at ``dest``.
+def bundle_entries(frozen: FrozenApp | Path, dest: str) -> list[Entry]:
+    """Entries for a frozen app at ``dest``: everything under its ``dist_dir`` and, for
+    a split bundle, the app's own files under ``dest/_app`` (a bare ``Path`` is a
+    dist dir alone).
 
     Modes are normalized by :func:`tree_entries` (0755 for executables and
     libraries, 0644 otherwise), owners are 0:0, symlinks stay links.
     """
-    if not Path(dist_dir).is_dir():
+    dist_dir = frozen.dist_dir if isinstance(frozen, FrozenApp) else Path(frozen)
+    if not dist_dir.is_dir():
         raise InputError(f"{dist_dir}: not a directory")
-    return tree_entries(Path(dist_dir), dest)
+    entries = tree_entries(dist_dir, dest)
+    app = frozen.app if isinstance(frozen, FrozenApp) else None
+    if app is not None:
+        base = posixpath.join(dest, APP_DIR)
+        for rel in app.files:
+            entries.extend(tree_entries(app.root / rel, posixpath.join(base, rel)))
+    return entries
 
 
 def _drop_outside_records(bundle: Path) -> None:
@@ -283,9 +340,9 @@ def _check(runner: Runner, cmd: Sequence[str], what: str, *, env: dict[str, str]
            hint: Callable[[str], str | None] = lambda out: None) -> None:
     proc = _run(runner, cmd, env=env)
     if proc.returncode != 0:
-        out = _output(proc)
+        out = output_of(proc)
         fix = hint(out)
-        raise FreezeError(f"{what} failed (exit {proc.returncode}):\n{_tail(out)}"
+        raise FreezeError(f"{what} failed (exit {proc.returncode}):\n{tail(out)}"
                           + (f"\nlikely fix: {fix}" if fix else ""))
 
 
@@ -297,91 +354,6 @@ def _pip_hint(out: str) -> str | None:
     if "THESE PACKAGES DO NOT MATCH THE HASHES" in out:
         return "update the hashes in the requirements file"
     return None
-
-
-# --- failure reports -------------------------------------------------------------------
-
-_FIXES: tuple[tuple[str, Callable[[re.Match[str]], str]], ...] = (
-    (r"ModuleNotFoundError: No module named '([\w.]+)'",
-     lambda m: f"add {m.group(1)} to hidden_imports (or to requirements if it is not installed)"),
-    (r"Hidden import '([\w.]+)' not found",
-     lambda m: f"install the package that provides {m.group(1)} (requirements) "
-               "or remove it from hidden_imports"),
-    (r"FileNotFoundError: .*?'([^']+)'",
-     lambda m: f"{m.group(1)} is missing from the bundle: add its package to collect_data"),
-    (r"Script file '([^']+)' does not exist",
-     lambda m: f"check the entry path ({m.group(1)})"),
-    (r"SyntaxError", lambda m: "fix the syntax error shown above (PyInstaller compiles every "
-                                "module it collects)"),
-)
-
-
-def _freeze_failure(options: PyInstallerOptions, proc: "subprocess.CompletedProcess[str]",
-                    full_log: Path | None = None, copy: Path | None = None) -> str:
-    """The error for a failed run; paths into the scratch ``copy`` of the app's folder
-    (a syntax error's ``File "…/app.py", line 2``) name the user's files instead."""
-    out = _output(proc)
-    if copy is not None:
-        out = out.replace(str(copy) + "/", str(options.entry.parent.resolve()) + "/")
-    where = f" (full log: {full_log})" if full_log else ""
-    message = (f"PyInstaller failed to freeze {options.entry.name} (exit {proc.returncode}); "
-               f"last lines of its log{where}:\n{_tail(out)}")
-    for pattern, fix in _FIXES:
-        m = re.search(pattern, out)
-        if m:
-            return f"{message}\nlikely fix: {fix(m)}"
-    return message
-
-
-def _problems(out: str, most: int = 10) -> list[str]:
-    """PyInstaller's WARNING/ERROR lines from a run that still succeeded (without
-    their timestamps): a misspelled hidden import shows up here, not as a failure."""
-    found = [m.group(1) for m in re.finditer(r"^\d+ ((?:WARNING|ERROR): .*)$", out, re.M)]
-    return found[:most] + ([f"... and {len(found) - most} more"] if len(found) > most else [])
-
-
-_MISSING_HIDDEN_IMPORT = re.compile(r"ERROR: Hidden import '([^']+)' not found")
-_NOT_A_PACKAGE = re.compile(r"collect_data_files - skipping data collection for module "
-                            r"'([^']+)' as it is not a package")
-
-
-def _check_declared(options: PyInstallerOptions, out: str) -> None:
-    """Refuse a run in which something the manifest declares was not found (PyInstaller
-    reports it and succeeds; the app would fail at run time). Raised before the
-    bundle is cached, so every build says it until the manifest is fixed."""
-    hidden = [m for m in _MISSING_HIDDEN_IMPORT.findall(out) if m in options.hidden_imports]
-    if hidden:
-        raise FreezeOptionError(
-            f"{', '.join(map(repr, hidden))}: no such module in the app or its requirements "
-            "(check the name, or add the package that provides it to requirements)",
-            "hidden_imports")
-    declared = set(options.collect_data) | set(options.collect_all)
-    not_packages = [m for m in _NOT_A_PACKAGE.findall(out) if m in declared]
-    if not_packages:
-        option = "collect_data" if not_packages[0] in options.collect_data else "collect_all"
-        raise FreezeOptionError(
-            f"{', '.join(map(repr, not_packages))}: not a package of the app or its "
-            "requirements, so it has no data to collect", option)
-
-
-def _keep_log(cache_dir: Path, key: str, proc: "subprocess.CompletedProcess[str]") -> Path | None:
-    """Save a failed run's whole output under ``cache_dir/logs``; None if that fails."""
-    path = cache_dir / "logs" / f"{key[:16]}.log"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(_output(proc), encoding="utf-8")
-    except OSError:
-        return None
-    return path
-
-
-def _tail(text: str) -> str:
-    lines = text.rstrip().splitlines()[-_LOG_TAIL_LINES:]
-    return "\n".join("  | " + line for line in lines)
-
-
-def _output(proc: "subprocess.CompletedProcess[str]") -> str:
-    return (proc.stdout or "") + (proc.stderr or "")
 
 
 # --- keys and helpers ------------------------------------------------------------------
@@ -423,7 +395,7 @@ def _python_identity(python: str | None, runner: Runner) -> str:
         return f"{sys.version} {sys.implementation.cache_tag} {platform.machine()}"
     proc = _run(runner, [python, "-c", probe], env=_build_env(0))
     if proc.returncode != 0:
-        raise FreezeError(f"cannot run the build interpreter {python}:\n{_tail(_output(proc))}")
+        raise FreezeError(f"cannot run the build interpreter {python}:\n{tail(output_of(proc))}")
     return (proc.stdout or "").strip()
 
 
@@ -438,21 +410,25 @@ def _file_digest(path: Path | None) -> str | None:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _source_files(options: PyInstallerOptions) -> tuple[list[Path], list[Path]]:
+def _source_files(options: PyInstallerOptions, *, whole_app: bool = True
+                  ) -> tuple[list[Path], list[Path]]:
     """What PyInstaller may read: (files in the app's folder, files outside it).
 
-    Inside: the Python modules, every file of the app's own packages (directories
+    Inside, when it freezes the ``whole_app`` (onefile): the Python modules, every file of the app's own packages (directories
     with an ``__init__.py``, and everything below them: the data ``collect_data``
     and ``collect_all`` gather), the entry, and whatever ``extra_args`` name there
     (``--add-data data:data``); these are copied to the scratch dir. Outside: what
     ``extra_args`` name by absolute path; PyInstaller reads those in place. Other
     files of the folder (a model, a built image tarball, the manifest) are neither
-    hashed nor copied, so changing them does not rerun PyInstaller.
+    hashed nor copied, so changing them does not rerun PyInstaller. A split freeze
+    reads only what ``extra_args`` name: the app's code is its own layer.
     """
     src = options.entry.parent.resolve()
-    in_package = _PackageDirs(src)
-    inside = {p for p in _walk(src) if p.suffix in _SOURCE_SUFFIXES or in_package(p.parent)}
-    inside.add(options.entry.resolve())
+    inside: set[Path] = set()
+    if whole_app:
+        in_package = _PackageDirs(src)
+        inside = {p for p in _walk(src) if p.suffix in _SOURCE_SUFFIXES or in_package(p.parent)}
+        inside.add(options.entry.resolve())
     outside: set[Path] = set()
     for arg in options.extra_args:
         named = (src / arg.split(":")[0]).resolve()
@@ -487,8 +463,8 @@ def _walk(top: Path) -> list[Path]:
     return found
 
 
-def _tree_digest(options: PyInstallerOptions) -> str:
-    inside, outside = _source_files(options)
+def _tree_digest(options: PyInstallerOptions, *, whole_app: bool) -> str:
+    inside, outside = _source_files(options, whole_app=whole_app)
     src = options.entry.parent.resolve()
     h = hashlib.sha256()
     for path in inside + outside:
@@ -497,9 +473,10 @@ def _tree_digest(options: PyInstallerOptions) -> str:
     return h.hexdigest()
 
 
-def _copy_sources(options: PyInstallerOptions, dst: Path) -> None:
+def _copy_sources(options: PyInstallerOptions, dst: Path, *, whole_app: bool) -> None:
     src = options.entry.parent.resolve()
-    for path in _source_files(options)[0]:
+    dst.mkdir(parents=True, exist_ok=True)
+    for path in _source_files(options, whole_app=whole_app)[0]:
         target = dst / path.relative_to(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)

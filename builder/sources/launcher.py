@@ -1,0 +1,70 @@
+"""What ocibuild adds to a frozen app: a launcher for split bundles and a SIGTERM hook.
+
+A split bundle (see :mod:`builder.sources.app_code`) is frozen from a generated
+*launcher* instead of the app's entry script. The launcher is PyInstaller's
+ordinary entry script — no patched bootloader — that puts the app's own code
+directory (``_app/`` beside the executable) first on ``sys.path``, as Python does
+for a script's folder, and runs the entry there as ``__main__``. Its body also
+holds the app's import statements in a function nothing calls, which is how
+PyInstaller's analysis sees what the app needs without seeing the app: the
+executable, and so the dependency layers, depend on what the app imports, not
+on its code.
+
+Every frozen app (split or not) gets a runtime hook that makes SIGTERM end it
+the way Ctrl-C does: Python raises an exception in the main thread
+(``SystemExit(143)``), so ``finally`` blocks, context managers and ``atexit``
+handlers run, and the process exits promptly. As PID 1 in a container the kernel
+ignores a signal the process has no handler for, so without this ``docker stop``
+waits its 10 s and kills. An app that installs its own SIGTERM handler replaces
+this one.
+"""
+
+from __future__ import annotations
+
+APP_DIR = "_app"
+"""Where a split bundle's own code lives, relative to the executable."""
+
+SCRIPT_NAME = "_ocibuild_launcher.py"
+"""The file name PyInstaller is given as the entry script of a split bundle."""
+
+HOOK_NAME = "pyi_rth_ocibuild_sigterm.py"
+
+SIGTERM_HOOK = '''\
+# ocibuild: end on SIGTERM the way Ctrl-C ends a program (see builder/sources/launcher.py).
+def _ocibuild_sigterm():
+    import signal
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminate)
+
+
+_ocibuild_sigterm()
+del _ocibuild_sigterm
+'''
+
+
+def launcher_source(entry: str, imports: tuple[str, ...]) -> str:
+    """The launcher script for an app whose entry is ``entry`` (relative to its folder,
+    POSIX) and whose own code imports ``imports`` (import statements)."""
+    lines = [
+        '"""ocibuild launcher: runs the app\'s own code from _app/ (see ocibuild\'s README)."""',
+        "import os",
+        "import runpy",
+        "import sys",
+        "",
+        f"_APP = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), {APP_DIR!r})",
+        "sys.path.insert(0, _APP)",
+        "sys.dont_write_bytecode = True  # the image's root is read-only, and rightly so",
+        "",
+        "",
+        "def _ocibuild_app_imports():  # never called: the app's imports, for PyInstaller",
+        "    pass",
+    ]
+    for statement in imports:
+        lines += ["    try:", f"        {statement}", "    except ImportError:", "        pass"]
+    lines += ["", "",
+              f"runpy.run_path(os.path.join(_APP, {entry!r}), run_name='__main__')", ""]
+    return "\n".join(lines)

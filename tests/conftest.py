@@ -62,7 +62,8 @@ def iris_image(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One cold build of a copy of examples/iris for the whole session (about a
     minute and a half: a venv, pip, PyInstaller, the cc base's .debs), over one cache
     that later iris builds share (``cache``). Tests must not change ``root``'s copy;
-    they copy it again (:func:`copy_iris`) to edit the app.
+    they copy it again (:func:`copy_iris`) to edit the app. ``$OCIBUILD_TEST_IRIS_CACHE``
+    names a cache dir to keep between sessions (a developer's loop; CI leaves it unset).
 
     Keys: ``summary`` (the --json result), ``log`` (stderr), ``root``, ``manifest``,
     ``tar`` (the image), ``cache``."""
@@ -74,10 +75,11 @@ def iris_image(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     root = tmp_path_factory.mktemp("iris-session")
     manifest = copy_iris(root)
+    cache = Path(os.environ.get("OCIBUILD_TEST_IRIS_CACHE") or root / "cache")
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["build", str(manifest), "-o", str(root / "iris.tar"), "--json",
-                     "--cache-dir", str(root / "cache")])
+                     "--cache-dir", str(cache)])
     assert code == 0, err.getvalue()
     return {"summary": json.loads(out.getvalue()), "log": err.getvalue(), "root": root,
-            "manifest": manifest, "tar": root / "iris.tar", "cache": root / "cache"}
+            "manifest": manifest, "tar": root / "iris.tar", "cache": cache}

@@ -108,11 +108,13 @@ def test_planner_orders_layers_from_least_to_most_often_changed() -> None:
                _file("/app/_internal/numpy-2.0.dist-info/METADATA"),
                _file("/app/_internal/scipy/x.so", 2 * big),
                _file("/app/_internal/markupsafe/_speedups.so"),
+               _file("/app/_internal/json/__init__.pyc"), _file("/app/_internal/os.pyc"),
                _file("/app/_app/app.py"), Entry("/app/_internal/empty", Kind.DIR, 0o755)]
     owners = {"numpy": "numpy 2.0", "numpy.libs": "numpy 2.0", "numpy-2.0.dist-info": "numpy 2.0",
               "scipy": "scipy 1.0", "markupsafe": "markupsafe 3.0"}
     groups = plan_bundle(entries, "/app", "app", owners)
-    assert [g.part for g in groups] == ["python", "numpy", "scipy", "packages", "modules", "code"]
+    assert [g.part for g in groups] == ["python", "numpy", "scipy", "packages", "stdlib",
+                                        "modules", "code"]
     paths = {g.part: [e.path for e in g.entries] for g in groups}
     assert paths["python"] == ["/app/_internal/libpython3.11.so.1.0", "/app/_internal/libssl.so.3",
                                "/app/_internal/python3.11/lib-dynload/_ssl.so",
@@ -121,6 +123,7 @@ def test_planner_orders_layers_from_least_to_most_often_changed() -> None:
                               "/app/_internal/numpy.libs/libopenblas.so",
                               "/app/_internal/numpy-2.0.dist-info/METADATA"]
     assert paths["packages"] == ["/app/_internal/markupsafe/_speedups.so"]
+    assert paths["stdlib"] == ["/app/_internal/json/__init__.pyc", "/app/_internal/os.pyc"]
     assert paths["modules"] == ["/app/app"] and paths["code"] == ["/app/_app/app.py"]
     every = [p for g in groups for p in paths[g.part]]
     assert sorted(every) == sorted(e.path for e in entries
@@ -199,24 +202,26 @@ def test_a_code_change_reuses_every_dependency_layer_and_serves_the_new_code(
 @pytest.mark.network
 def test_a_new_import_reanalyses_the_dependencies_and_the_image_serves_it(
         iris_image: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``import sqlite3``, which nothing in the bundle imported: its module, its
+    extension and libsqlite3 must be there when the app starts."""
     manifest = copy_iris(tmp_path)
     app = manifest.parent / "app.py"
-    source = app.read_text().replace("import joblib\n", "import joblib\nimport cloudpickle\n")
+    source = app.read_text().replace("import joblib\n", "import joblib\nimport sqlite3\n")
     app.write_text(source.replace(
         "return jsonify(result=int(model.predict([data])[0]))",
         "return jsonify(result=int(model.predict([data])[0]), "
-        "pickled=len(cloudpickle.dumps(data)) > 0)"))
+        "sqlite=sqlite3.connect(':memory:').execute('select 40 + 2').fetchone()[0])"))
     summary, log = _build(manifest, tmp_path / "new-import.tar", iris_image["cache"], capsys)
     assert "freezing app.py" in log and "creating build venv" not in log
     before, after = _digests(iris_image["summary"]), _digests(summary)
-    assert after["app:modules"] != before["app:modules"]  # cloudpickle is in the archive now
-    assert after["app:numpy"] == before["app:numpy"]  # and numpy's files are as they were
+    assert after["app:stdlib"] != before["app:stdlib"]  # sqlite3's modules are in it now
+    assert after["app:numpy"] == before["app:numpy"]  # numpy's files are as they were
     cid, proc, port, log_path = _serve(tmp_path / "new-import.tar", tmp_path)
     try:
         answer = post_when_up(f"http://127.0.0.1:{port}/predict", SAMPLE, proc, log_path)
     finally:
         runc_stop(cid, proc)
-    assert answer == {"result": 2, "pickled": True}
+    assert answer == {"result": 2, "sqlite": 42}
 
 
 @pytest.mark.slow

@@ -11,8 +11,11 @@ have in common (the way apko groups by origin):
              each at least :data:`DIST_LAYER_MIN_BYTES`, at most
              :data:`MAX_DIST_LAYERS` of them), by name;
 ``packages`` every other distribution's files under ``_internal/``;
-``modules``  the executable: the bootloader with the archive of every
-             pure-Python module (it changes when the app's *imports* change);
+``stdlib``   the standard library's pure-Python modules (``.pyc``: the set the
+             app's imports reach);
+``modules``  the executable: the bootloader, PyInstaller's bootstrap and the
+             launcher (a split bundle keeps its modules as files, so this is
+             small; it changes whenever the app's *imports* change);
 ``code``     the app's own code (``_app/``), which changes with every commit.
 
 The planner sees only paths, kinds, sizes and which distribution owns each
@@ -78,7 +81,7 @@ def plan_bundle(entries: list[Entry], dest: str, executable: str,
             part = "code"
         elif head == INTERNAL and rest:
             owner = owners.get(rest.split("/", 1)[0])
-            part = "dist" if owner else "python"
+            part = "dist" if owner else "stdlib" if rest.endswith(".pyc") else "python"
             if owner:
                 dist_of[i] = owner
                 dist_bytes[owner] = dist_bytes.get(owner, 0) + e.size
@@ -100,8 +103,9 @@ def plan_bundle(entries: list[Entry], dest: str, executable: str,
     others = sorted({dist_of[i] for i, e in enumerate(entries) if i in dist_of} - set(large))
     groups.append(_group("packages", rest_of,
                          f"{len(others)} distribution{'s' if len(others) != 1 else ''}"))
+    groups.append(_group("stdlib", by_part.get("stdlib", []), "Python standard library"))
     groups.append(_group("modules", by_part.get("modules", []),
-                         f"{executable}: bootloader and pure-Python modules"))
+                         f"the executable {executable}"))
     groups.append(_group("code", by_part.get("code", []), "app code"))
     return [g for g in groups if g.entries]
 
@@ -125,6 +129,8 @@ def distribution_owners(internal_dir: Path) -> dict[str, str]:
             top = row.split(",", 1)[0].split("/", 1)[0]
             if top and top not in ("..", ".") and not top.endswith(".dist-info"):
                 owners.setdefault(top, dist)
+                if top.endswith(".py"):  # a module a split bundle keeps compiled
+                    owners.setdefault(top + "c", dist)
     return owners
 
 

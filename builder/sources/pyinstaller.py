@@ -170,6 +170,11 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         # (--add-data, --icon …) mean what they mean next to the app.
         args = pyinstaller_args(analysed, _extra_args_outside_made_absolute(options))
         args += ["--runtime-hook", str(scratch / HOOK_NAME)]
+        if app is not None:
+            # Pure-Python modules as .pyc files beside their packages, not in one
+            # archive inside the executable: each then lands in its distribution's
+            # layer, and the executable (which changes with the import set) stays tiny.
+            args += ["--debug", "noarchive"]
         for name in requirement_names(options.requirements):
             # dist-info for every requirement (and what it pulls in), so SBOMs and
             # scanners can see the Python packages inside the bundle.

@@ -18,15 +18,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-import requests
 
 from ..errors import ImageError, OcibuildError, RegistryError
 from ..oci.image import Layer
 from . import BUILT, LOCAL, REMOTE, Hit, LayerCache, Record
 from .local import LocalLayerCache
 
-FAULTS = (OcibuildError, requests.RequestException, OSError, ValueError, KeyError, TypeError)
-"""What a remote cache may raise that means "use it no more, build here"."""
+FAULTS = (OcibuildError, OSError, ValueError, KeyError, TypeError)
+"""What a remote cache may raise that means "use it no more, build here" (requests'
+exceptions are OSErrors; requests itself is not imported for a local-only build)."""
 
 
 class TieredCache:

@@ -53,7 +53,7 @@ def test_the_error_offers_skip_and_skip_keeps_the_file_out_of_the_check(
     code, err, _ = build(plugin_app, "", capsys)
     assert code == 1
     assert ("/app/lib/libplugin.so needs libdriver.so.1, which is neither in the image nor "
-            "on the build host (add it to the base, or leave it out of the check with "
+            "on the build host (add it to the base, or leave what loads it out of the check with "
             "closure: {skip: [/app/lib/libplugin.so]} on layer 'app')") in err
     code, err, _ = build(plugin_app, "    closure: {skip: [/app/lib/libplugin.so]}\n", capsys)
     assert code == 0, err

@@ -45,7 +45,6 @@ and libraries a process loaded earlier for another root.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import posixpath
 import re
@@ -53,7 +52,7 @@ import subprocess
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Collection, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from ..errors import ClosureError
 from ..layers.entries import Entry, Kind
@@ -66,11 +65,17 @@ if TYPE_CHECKING:  # .elf imports pyelftools (20 ms): only once a file must be r
 
 _MAX_LINKS = 40  # as the kernel's and ld.so's symlink loop limits
 _MAX_REPORTED = 20
+_MAX_SKIP_LISTED = 3  # roots named one by one in a skip hint; more get their common dir
 _SHEBANG_LIMIT = 256  # bytes of a script read for its "#!" line (the kernel reads 256)
 _EXTENSION = re.compile(r"^[^.]+\.(cpython-[^.]+|abi3|pypy[^.]*)\.so$")
 _PYTHON_DIRS = ("site-packages", "dist-packages", "lib-dynload")
 
 Runner = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+class Verdict(NamedTuple):
+    program: bool  # exec'd (else dlopen'ed)
+    loads: bool    # every library and version it needs resolves
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,9 @@ class ClosureResult:
     ``stray``: (executable, what it lacks) for executables no root reaches (warnings).
     ``host_entries``: files and symlinks copied from the build host (sorted by path),
     for a ``libraries`` layer. ``host_sources`` maps their image paths to host paths.
-    ``elf_files``: how many loadable ELF files were looked at.
+    ``elf_files``: how many loadable ELF files were looked at. ``verdicts``: for
+    every root and stray loaded, whether it was started as a program and whether
+    its load would succeed (what a real loader is checked against).
     """
 
     missing: list[tuple[str, str]]
@@ -89,6 +96,7 @@ class ClosureResult:
     elf_files: int = 0
     missing_versions: list[tuple[str, str, str]] = field(default_factory=list)
     stray: list[tuple[str, str]] = field(default_factory=list)
+    verdicts: dict[str, Verdict] = field(default_factory=dict)
 
     @property
     def warnings(self) -> list[str]:
@@ -178,9 +186,12 @@ def resolve_closure(files: Mapping[str, Entry], *,
             loader.run(path, program=True, fatal=False)
     result = ClosureResult(loader.missing, [loader.added[p] for p in sorted(loader.added)],
                            {p: loader.sources[p] for p in sorted(loader.sources)},
-                           len(loader.seen), loader.missing_versions, loader.stray)
+                           len(loader.seen), loader.missing_versions, loader.stray,
+                           dict(sorted(loader.verdicts.items())))
     if (result.missing or result.missing_versions) and strict:
-        raise ClosureError(_message(result, host, view, infos, probe, layer_of))
+        raise ClosureError(_message(result, host, view, infos, probe,
+                                    lambda key: _skip_hint(loader.roots_of.get(key, set()),
+                                                           layer_of)))
     return result
 
 
@@ -287,6 +298,8 @@ class _Loader:
         self.missing: list[tuple[str, str]] = []
         self.missing_versions: list[tuple[str, str, str]] = []
         self.stray: list[tuple[str, str]] = []
+        self.verdicts: dict[str, Verdict] = {}
+        self.roots_of: dict[tuple[str, ...], set[str]] = {}  # what failed -> whose load
         self.added: dict[str, Entry] = {}
         self.sources: dict[str, str] = {}
         self._found: dict[tuple[str, tuple[str, ...], str, int], tuple[str, str] | None] = {}
@@ -352,10 +365,13 @@ class _Loader:
                         versions.append((obj.path, provider.path, version))
         reals = {o.real for o in loaded}
         self.seen |= reals
+        self.verdicts[path] = Verdict(program, not missing and not versions)
         if fatal:
             self.reached |= reals
             self.missing += [m for m in missing if m not in self.missing]
             self.missing_versions += [v for v in versions if v not in self.missing_versions]
+            for key in [*missing, *versions]:
+                self.roots_of.setdefault(key, set()).add(path)
         else:
             self.stray += [(path, name) for _, name in missing]
             self.stray += [(path, f"{lib} version {v}") for _, lib, v in versions]
@@ -475,7 +491,7 @@ def _expand(entry: str, origin: str, layout: LoaderLayout) -> str:
 
 
 def _message(result: ClosureResult, host: bool, view: "_View", infos: "_ElfCache",
-             probe: "_HostLibraries", layer_of: Callable[[str], str | None]) -> str:
+             probe: "_HostLibraries", skip_hint: Callable[[tuple[str, ...]], str]) -> str:
     """One line per missing name (and version), each with only the fixes that work."""
     needers: dict[str, list[str]] = {}
     for elf, name in result.missing:
@@ -502,7 +518,7 @@ def _message(result: ClosureResult, host: bool, view: "_View", infos: "_ElfCache
         if (not host and needer is not None and not elsewhere
                 and probe.has(name, needer, layout_for(needer.machine, needer.elf_class))):
             fixes.append("set libraries: {from: host}")
-        fixes.append(_skip_hint(first, layer_of))
+        fixes.append(skip_hint((first, name)))
         fix = ", or ".join(f for f in fixes if f)
         if elsewhere or listed:
             where += f"{', or ' + fix if fix else ''})"
@@ -515,15 +531,21 @@ def _message(result: ClosureResult, host: bool, view: "_View", infos: "_ElfCache
         lines.append(f"{elf} needs version {version} of {lib}, which that library does not "
                      f"define (the program was built against a newer one: build it on "
                      f"the base's release, or put a newer {posixpath.basename(lib)} in the "
-                     f"base; {_skip_hint(elf, layer_of)})")
+                     f"base; {skip_hint((elf, lib, version))})")
     return "\n".join(lines)
 
 
-def _skip_hint(path: str, layer_of: Callable[[str], str | None]) -> str:
-    layer = layer_of(path)
-    if layer is None:
+def _skip_hint(roots: set[str], layer_of: Callable[[str], str | None]) -> str:
+    """The ``closure: {skip}`` line that leaves out the roots whose load failed (skipping
+    the library that lacks something would not help: its loaders still load it)."""
+    layers = {layer_of(root) for root in roots}
+    if len(layers) != 1 or None in layers:
         return ""
-    return f"leave it out of the check with closure: {{skip: [{path}]}} on layer {layer!r}"
+    ordered = sorted(roots)
+    patterns = ordered if len(ordered) <= _MAX_SKIP_LISTED else [
+        posixpath.commonpath(ordered) + "/*"]
+    return (f"leave what loads it out of the check with closure: "
+            f"{{skip: [{', '.join(patterns)}]}} on layer {layers.pop()!r}")
 
 
 def _same_name(view: "_View", infos: "_ElfCache", name: str,

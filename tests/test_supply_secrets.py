@@ -65,12 +65,22 @@ def real_keys(tmp_path_factory) -> dict[str, tuple[bytes, str]]:
         "openssh-encrypted": (ssh_keygen(tmp, "ed25519", "s3cret pass"),
                               "encrypted OpenSSH private key (aes256-ctr)"),
         "cosign": (generate_key_pair(b"pw").private_pem, "encrypted cosign"),
+        "pgp": (gpg_secret_key(tmp), "PGP secret key"),
     }
+
+
+def gpg_secret_key(tmp: Path) -> bytes:
+    from debian_fixtures import make_gpg_key
+
+    key = make_gpg_key(tmp / "pgp")
+    return subprocess.run(["gpg", "--batch", "--pinentry-mode", "loopback", "--passphrase", "",
+                           "--armor", "--export-secret-keys"], env=key.env(), check=True,
+                          capture_output=True).stdout
 
 
 KINDS = ["rsa-pkcs1", "rsa-pkcs8", "ec-sec1", "ed25519-pkcs8", "dsa", "encrypted-pkcs8",
          "legacy-encrypted", "openssh-ed25519", "openssh-rsa", "openssh-ecdsa",
-         "openssh-encrypted", "cosign"]
+         "openssh-encrypted", "cosign", "pgp"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -79,17 +89,19 @@ def test_a_real_key_is_found_and_named(real_keys, kind):
     found = scan(b"some text before\n" + key + b"and after\n")
     assert [s.rule for s in found] == ["private-key"]
     assert words in found[0].what
-    body = key.decode().splitlines()[4 if b"Proc-Type" in key else 1]
+    lines = key.decode().splitlines()
+    body = max(lines, key=len)  # a full line of the key's base64
     assert body not in found[0].excerpt  # redacted: the key's bytes are not shown
     assert found[0].excerpt.startswith("-----BEGIN ") and "chars)" in found[0].excerpt
     assert found[0].offset == len(b"some text before\n")
 
 
-def test_a_key_is_found_as_written_in_json_and_indented_yaml(real_keys):
+def test_a_key_is_found_in_json_indented_yaml_and_on_one_line(real_keys):
     key = real_keys["rsa-pkcs8"][0].decode()
     as_json = json.dumps({"type": "service_account", "private_key": key}).encode()
     as_yaml = ("tls:\n  key: |\n" + "".join(f"    {line}\n" for line in key.splitlines())).encode()
-    for data in (as_json, as_yaml):
+    one_line = " ".join(key.splitlines()).encode()  # pasted into a one-line variable
+    for data in (as_json, as_yaml, one_line):
         assert [s.what for s in scan(data)] == ["an RSA (2048 bits) private key"]
 
 

@@ -45,8 +45,10 @@ _BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/l
 _PIP_VERSIONED = re.compile(r"^pip3\.\d+$")
 
 _BLOCK = 1 << 20
-_SHELL_BANNERS = re.compile(rb"BusyBox v[0-9]|GNU bash, version |Toybox [0-9]")
-"""Version banners compiled into shell binaries: a shell under any name is found."""
+_SHELL_BANNERS = tuple(re.compile(p) for p in (rb"BusyBox v[0-9]", rb"GNU bash, version ",
+                                                rb"Toybox [0-9]"))
+"""Version banners compiled into shell binaries: a shell under any name is found. (One
+pattern each: an alternation has no literal prefix, and re then scans 10x slower.)"""
 _TEXT_LIMIT = 1 << 20
 
 
@@ -210,7 +212,8 @@ def _read_file(scan: _Scan, tar: tarfile.TarFile, info: tarfile.TarInfo, path: s
             head += block
         secrets.feed(block)
         if elf and shell is None:
-            banner = _SHELL_BANNERS.search(tail + block)
+            window = tail + block
+            banner = next((m for p in _SHELL_BANNERS if (m := p.search(window))), None)
             if banner:
                 shell = banner.group(0).split()[0].decode()
         tail = block[-64:]

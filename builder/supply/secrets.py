@@ -99,13 +99,17 @@ def redact(text: str, keep: int) -> str:
 
 _NL = rb"(?:\r?\n|\\(?:r\\)?n)"
 """A line break, also written as ``\\n`` inside a JSON or YAML string."""
+_SEP = rb"(?:[ \t]*" + _NL + rb"[ \t]*|[ \t]+)"
+"""Between base64 lines: a line break (lines may be indented, as in YAML), or spaces (a
+key pasted on one line)."""
 _PEM_BLOCK = re.compile(
-    rb"-----BEGIN ((?:[A-Z0-9]+ ){0,4}PRIVATE KEY(?: BLOCK)?)-----" + _NL +
-    rb"((?:[ \t]*[A-Za-z][A-Za-z0-9-]*:[^\r\n\\]*" + _NL + rb")*)" +      # RFC 1421 headers
-    rb"(?:[ \t]*" + _NL + rb")?" +
-    rb"((?:[ \t]*[A-Za-z0-9+/=]{1,128}[ \t]*" + _NL + rb"){1,1500})" +    # the base64 body
-    rb"(?:[ \t]*=[A-Za-z0-9+/]{4}[ \t]*" + _NL + rb")?" +                 # a PGP checksum
-    rb"[ \t]*-----END \1-----")
+    rb"-----BEGIN ((?:[A-Z0-9]+ ){0,4}PRIVATE KEY(?: BLOCK)?)-----" + _SEP +
+    rb"((?:[A-Za-z][A-Za-z0-9-]*:[^\r\n\\]*" + _NL + rb"[ \t]*)*)" +   # RFC 1421 headers
+    rb"(?:" + _NL + rb"[ \t]*)?" +
+    rb"((?:[A-Za-z0-9+/][A-Za-z0-9+/=]{0,8191}" + _SEP + rb"){1,2000})" +  # the base64 body
+    rb"(?:=[A-Za-z0-9+/]{4}" + _SEP + rb")?" +                            # a PGP checksum
+    rb"-----END \1-----")
+_NOT_BASE64 = re.compile(rb"\s+|\\[rn]")
 
 _PKCS_TYPES = {"RSA PRIVATE KEY": "RSA", "EC PRIVATE KEY": "EC", "DSA PRIVATE KEY": "DSA",
                "PRIVATE KEY": None}
@@ -239,8 +243,7 @@ def _find_keys(data: bytes, base: int) -> list[Secret]:
     out = []
     for m in _PEM_BLOCK.finditer(data):
         label = m.group(1).decode()
-        lines = re.split(_NL, m.group(3))
-        b64 = b"".join(line.strip() for line in lines)
+        b64 = _NOT_BASE64.sub(b"", m.group(3))
         try:
             body = base64.b64decode(b64, validate=True)
         except (ValueError, binascii.Error):

@@ -238,12 +238,16 @@ def _package_dir(name: str) -> Path:
 
 def test_no_false_alarms_on_real_wheels_with_tls_libraries(tmp_path, capsys):
     """onnxruntime's shared objects hold every PEM header as a constant; cryptography's
-    ssh module names OpenSSH keys; neither holds a key."""
+    ssh module and OpenSSH's ssh-keygen name OpenSSH keys; none holds a key."""
+    import shutil
+
     onnx = _package_dir("onnxruntime")
     crypto = _package_dir("cryptography")
     pems = [p for p in (onnx / "capi").glob("*.so*")
             if b"-----BEGIN RSA PRIVATE KEY-----" in p.read_bytes()]
     assert pems, "the onnxruntime wheel no longer holds PEM header constants"
+    keygen = shutil.which("ssh-keygen")
+    assert keygen and b"-----BEGIN OPENSSH PRIVATE KEY-----" in Path(keygen).read_bytes()
     manifest = write(tmp_path / "ocibuild.yaml", f"""\
         image: test/tls-wheels:1
         layers:
@@ -251,6 +255,7 @@ def test_no_false_alarms_on_real_wheels_with_tls_libraries(tmp_path, capsys):
             files:
               - {{src: {onnx}, dest: /app/site-packages/onnxruntime/}}
               - {{src: {crypto}, dest: /app/site-packages/cryptography/}}
+              - {{src: {keygen}, dest: /app/bin/ssh-keygen}}
         libraries: {{from: host}}
         config:
           user: "65532"

@@ -34,8 +34,6 @@ def _err(message: str) -> None:
 def cmd_build(args: argparse.Namespace) -> int:
     from .cache import default_cache_dir
     from .pipeline import BuildContext, build_epoch
-    from .platforms import build, parse_platforms
-    from .sinks.tarball import write_layout_dir, write_tarball
 
     signing_key = _check_build_flags(args)
     manifest = _load_build_input(Path(args.manifest), args.tag)
@@ -44,9 +42,47 @@ def cmd_build(args: argparse.Namespace) -> int:
     cache_dir = Path(args.cache_dir) if args.cache_dir else default_cache_dir()
     layer_cache = open_cache(cache_dir, args.cache_repo, readonly=args.cache_repo_readonly,
                              required=args.cache_repo_required, insecure=args.insecure)
-    ctx = BuildContext(cache_dir=cache_dir, epoch=build_epoch(),
-                       log=_err if not args.quiet else (lambda m: None),
-                       strict=args.strict, insecure=args.insecure, layer_cache=layer_cache)
+    progress = _open_progress(args)
+    try:
+        ctx = BuildContext(cache_dir=cache_dir, epoch=build_epoch(), log=progress.log,
+                           strict=args.strict, insecure=args.insecure,
+                           layer_cache=layer_cache, progress=progress, verbose=args.verbose)
+        built, summary, out, written, images = _build_and_publish(args, manifest, ctx,
+                                                                  signing_key)
+    finally:
+        progress.close()
+    artifact = built.artifact
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return EXIT_OK
+    target = f"  →  {out}{'' if written else ' (unchanged)'}" if out else ""
+    several = built.is_index
+    for result, image in zip(built.results, images):
+        width = max([len(r.name) for r in result.layers] + [4])
+        for r in [] if args.quiet else result.layers:
+            _err(f"✔ {r.name:<{width}}  {r.detail:<34} {_CACHE_WORDS.get(r.cache, r.cache):<10} "
+                 f"{_human(r.layer.uncompressed_size):>9}  {_short(r.layer.digest)}")
+        user = image["user"] or "root (0)"
+        print(f"image  {image['digest']}  {image['platform'] + '  ' if several else ''}"
+              f"{_count(len(result.image.layers), 'layer')}  {_human(image['compressed_size'])} "
+              f"compressed, {_human(image['uncompressed_size'])} uncompressed  user {user}"
+              f"{'' if several else target}")
+    if several:
+        print(f"index  {artifact.digest}  {_count(len(images), 'platform')}{target}")
+    for ref in args.push or []:
+        print(f"pushed {ref}@{summary['pushed']}")
+    if out is None and not args.push:
+        _err(f"nothing written: no -o FILE (or --push REF) given; the digest above is "
+             f"the {'index' if several else 'image'} -o would write")
+    return EXIT_OK
+
+
+def _build_and_publish(args: argparse.Namespace, manifest: Any, ctx: Any, signing_key: Any
+                       ) -> tuple[Any, dict[str, Any], Path | None, bool, list[dict[str, Any]]]:
+    """build: the image(s), the output, push and supply chain (under the progress display)."""
+    from .platforms import build, parse_platforms
+    from .sinks.tarball import write_layout_dir, write_tarball
+
     if args.output:
         _check_output(Path(args.output), args.format, manifest, ctx.cache_dir)
         if args.sbom:
@@ -77,36 +113,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.push:
         from .registry.push import push_image
         summary["pushed"] = push_image(artifact, args.push, insecure=args.insecure,
-                                       mount_from=layer_cache.mount_sources())
-    for warning in layer_cache.drain_warnings():  # a remote blob read while writing
+                                       mount_from=ctx.layers.mount_sources(),
+                                       progress=ctx.progress)
+    for warning in ctx.layers.drain_warnings():  # a remote blob read while writing
         _err(f"warning: {warning}")
     if args.cache_repo:
-        summary["cache_repo"] = layer_cache.summary()
+        summary["cache_repo"] = ctx.layers.summary()
     if args.sbom or args.sign_key:
         summary.update(_build_supply(args, built, summary.get("pushed"), signing_key))
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return EXIT_OK
-    target = f"  →  {out}{'' if written else ' (unchanged)'}" if out else ""
-    several = built.is_index
-    for result, image in zip(built.results, images):
-        width = max([len(r.name) for r in result.layers] + [4])
-        for r in [] if args.quiet else result.layers:
-            _err(f"✔ {r.name:<{width}}  {r.detail:<34} {_CACHE_WORDS.get(r.cache, r.cache):<10} "
-                 f"{_human(r.layer.uncompressed_size):>9}  {_short(r.layer.digest)}")
-        user = image["user"] or "root (0)"
-        print(f"image  {image['digest']}  {image['platform'] + '  ' if several else ''}"
-              f"{_count(len(result.image.layers), 'layer')}  {_human(image['compressed_size'])} "
-              f"compressed, {_human(image['uncompressed_size'])} uncompressed  user {user}"
-              f"{'' if several else target}")
-    if several:
-        print(f"index  {artifact.digest}  {_count(len(images), 'platform')}{target}")
-    for ref in args.push or []:
-        print(f"pushed {ref}@{summary['pushed']}")
-    if out is None and not args.push:
-        _err(f"nothing written: no -o FILE (or --push REF) given; the digest above is "
-             f"the {'index' if several else 'image'} -o would write")
-    return EXIT_OK
+    return built, summary, out, written, images
+
+
+def _open_progress(args: argparse.Namespace) -> Any:
+    """Progress on stderr: live on a terminal, plain lines otherwise, none with -q."""
+    from .progress import for_stream
+    return for_stream(sys.stderr, quiet=getattr(args, "quiet", False))
 
 
 def _image_summary(result: Any) -> dict[str, Any]:
@@ -230,7 +251,12 @@ def _is_base_definition(path: Path) -> bool:
 def cmd_push(args: argparse.Namespace) -> int:
     from .registry.commands import push
 
-    result = push(args.image, args.refs, insecure=args.insecure, on_event=_progress(args))
+    progress = _open_progress(args)
+    try:
+        result = push(args.image, args.refs, insecure=args.insecure,
+                      on_event=_blob_events(args, progress), progress=progress)
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -242,12 +268,13 @@ def cmd_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _progress(args: argparse.Namespace):
+def _blob_events(args: argparse.Namespace, progress: Any):
+    """push: a line per blob (skipped, mounted, uploaded) and per tag."""
     if getattr(args, "quiet", False) or getattr(args, "json", False):
         return None
 
     def on_event(kind: str, digest: str, size: int) -> None:
-        _err(f"{kind:<9} {_short(digest)} {_human(size)}")
+        progress.log(f"{kind:<9} {_short(digest)} {_human(size)}")
     return on_event
 
 
@@ -256,7 +283,12 @@ def cmd_pull(args: argparse.Namespace) -> int:
     from .sinks.atomic import check_file_output
 
     check_file_output(Path(args.output))
-    result = pull(args.ref, args.output, platform=args.platform, insecure=args.insecure)
+    progress = _open_progress(args)
+    try:
+        result = pull(args.ref, args.output, platform=args.platform, insecure=args.insecure,
+                      progress=progress)
+    finally:
+        progress.close()
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -290,8 +322,12 @@ def cmd_lock(args: argparse.Namespace) -> int:
     from .sources.debian import load_base_definition, lock_base
 
     definition = load_base_definition(Path(args.definition))
-    path = lock_base(definition, args.mirror,
-                     cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+    progress = _open_progress(args)
+    try:
+        path = lock_base(definition, args.mirror, progress=progress,
+                         cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+    finally:
+        progress.close()
     print(path)
     return EXIT_OK
 
@@ -526,6 +562,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure", action="store_true",
                    help="allow plain HTTP / unverified TLS to registries")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show PyInstaller warnings known to be harmless")
     p.set_defaults(func=cmd_build)
     _cache_repo_flags(p)
 
@@ -552,6 +590,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", help="os/arch[/variant] to pick from an index "
                                       "(default linux/amd64)")
     _registry_flags(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("resolve", help="print the digest a reference points at")

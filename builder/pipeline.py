@@ -31,6 +31,7 @@ from .layers.view import blob_layer_entries, merge
 from .manifest import ConfigSpec, LayerSpec, Manifest
 from .oci.image import Image, Layer, append_layers, empty_image, with_config
 from .oci.types import BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION
+from .progress import NullProgress, Progress
 from .sources.files import tree_entries
 
 LAYER_JOBS = 3  # layers built at once; compression has its own pool
@@ -86,6 +87,8 @@ class BuildContext:
     log: Log = lambda message: None
     strict: bool = False
     insecure: bool = False
+    progress: Progress = field(default_factory=NullProgress)  # rows for what is running
+    verbose: bool = False      # also show PyInstaller warnings known to be harmless
     layer_cache: TieredCache | None = None
     """Where finished layers are looked up (default: the local cache in ``cache_dir``)."""
 
@@ -115,10 +118,17 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
     return result
 
 
+ZSTD_WARNING = ("zstd layers need Docker 23 or later: Docker 20.10's `docker load` fails "
+                "with 'archive/tar: invalid tar header' (podman, containerd, skopeo and "
+                "registries read them); use compression: gzip for older Docker engines")
+
+
 def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
     created = rfc3339(ctx.epoch)
     outside = _outside_context(manifest, ctx.strict)
     base, base_reports, warnings = _base_image(manifest, ctx, created)
+    if manifest.compression == "zstd":
+        warnings = [*warnings, ZSTD_WARNING]
     result = BuildResult(base, manifest.image, list(base_reports), outside + list(warnings))
     image = base
     with tempfile.TemporaryDirectory(prefix="ocibuild-") as tmp:
@@ -206,7 +216,7 @@ def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: Bu
     def make() -> Layer:
         return build_layer(entries, blob_dir=ctx.blob_dir, epoch=ctx.epoch,
                            compression=manifest.compression, name=name, history=history,
-                           keep_special_bits=keep_special_bits)
+                           keep_special_bits=keep_special_bits, progress=ctx.progress)
 
     parts = (manifest.compression, ctx.epoch, keep_special_bits, sorted(history.items()))
     key = None
@@ -343,10 +353,11 @@ def _debian_base(path: Path, image: Image, manifest: Manifest, ctx: BuildContext
     history["created_by"] = f"ocibuild: base {definition.name}"
 
     def make() -> Layer:
-        return build_layer(base_entries(definition, lock, ctx.cache_dir),
+        return build_layer(base_entries(definition, lock, ctx.cache_dir,
+                                        progress=ctx.progress),
                            blob_dir=ctx.blob_dir, epoch=ctx.epoch,
                            compression=manifest.compression, name="base", history=history,
-                           keep_special_bits=True)
+                           keep_special_bits=True, progress=ctx.progress)
 
     # The key is content already (the lock's and the definition's bytes): it travels.
     hit = ctx.layers.layer(key, make, content=key)
@@ -448,9 +459,15 @@ def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path,
     from .sources.bundle_plan import INTERNAL, distribution_owners, plan_bundle
     from .sources.pyinstaller import bundle_entries, freeze
 
+    from .progress import streaming_runner
+    from .sources.pyinstaller_output import WarningFilter, command_label
+
+    log = WarningFilter(ctx.log, verbose=ctx.verbose)
     try:
-        frozen = freeze(spec.pyinstaller, cache_dir=ctx.cache_dir / "pyinstaller",
-                        log=ctx.log, source_date_epoch=ctx.epoch)
+        frozen = freeze(spec.pyinstaller, cache_dir=ctx.cache_dir / "pyinstaller", log=log,
+                        source_date_epoch=ctx.epoch,
+                        runner=streaming_runner(ctx.progress, command_label))
+        log.summary()
     except FreezeOptionError as e:
         raise ManifestError(str(e), file=manifest_file, line=spec.line,
                             field=f"layers[{spec.name}].pyinstaller.{e.option}") from e

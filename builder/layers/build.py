@@ -18,7 +18,8 @@ from ..oci.image import Layer
 from ..oci.types import Descriptor
 from ..sinks.atomic import remove_stale_temps
 from .compress import compressor, layer_media_type
-from .entries import Entry, FileOpener
+from ..progress import CountingWriter, NullProgress, Progress, Task
+from .entries import Entry, FileOpener, Kind
 from .hashio import HashingWriter, ThreadedWriter
 from .tarwriter import normalize, write_tar
 
@@ -26,9 +27,19 @@ from .tarwriter import normalize, write_tar
 def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
                 compression: str = "gzip", name: str = "",
                 history: dict[str, Any] | None = None,
-                keep_special_bits: bool = False) -> Layer:
-    """Write ``entries`` as a deterministic layer blob under ``blob_dir``."""
+                keep_special_bits: bool = False, progress: Progress | None = None) -> Layer:
+    """Write ``entries`` as a deterministic layer blob under ``blob_dir``; ``progress``
+    shows the tar bytes as they are compressed."""
     ordered = normalize(entries, keep_special_bits=keep_special_bits)
+    with (progress or NullProgress()).task(
+            f"{'writing' if compression == 'none' else 'compressing'} layer {name or '?'} "
+            f"({compression if compression != 'none' else 'tar'})",
+            total=_tar_size_estimate(ordered)) as task:
+        return _build_layer(ordered, blob_dir, epoch, compression, name, history, task)
+
+
+def _build_layer(ordered: list[Entry], blob_dir: Path, epoch: int, compression: str,
+                 name: str, history: dict[str, Any] | None, task: Task) -> Layer:
     (blob_dir / "sha256").mkdir(parents=True, exist_ok=True)
     _clean_once(blob_dir)
     fd, tmp_name = tempfile.mkstemp(prefix=f".layer.{os.getpid()}.", suffix=".tmp",
@@ -41,7 +52,8 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
             else:
                 packer = compressor(compression, compressed)
                 uncompressed = HashingWriter(packer)  # type: ignore[arg-type]
-            with ThreadedWriter(uncompressed) as writer:  # type: ignore[arg-type]
+            counted = CountingWriter(uncompressed, task.advance)  # type: ignore[arg-type]
+            with ThreadedWriter(counted) as writer:  # type: ignore[arg-type]
                 stats = write_tar(ordered, writer, epoch)  # type: ignore[arg-type]
             if packer is not None:
                 packer.close()
@@ -58,6 +70,13 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
     return Layer(descriptor, uncompressed.digest, FileOpener(str(final)),
                  history=dict(history or {}), uncompressed_size=uncompressed.size,
                  name=name, file_count=stats.files)
+
+
+def _tar_size_estimate(entries: list[Entry]) -> int:
+    """About the tar stream's size (a 512-byte header per entry, file data padded to
+    512; PAX headers not counted): the total the progress display measures against."""
+    return sum(512 + (-(-e.size // 512) * 512 if e.kind is Kind.FILE else 0)
+               for e in entries) + 1024
 
 
 _cleaned: set[Path] = set()

@@ -30,6 +30,7 @@ import requests
 
 from ..errors import DigestMismatchError, ImageError, RegistryError
 from ..oci.types import MAX_MANIFEST_BYTES, Descriptor, MediaType, check_digest, sha256_digest
+from ..progress import CountingWriter, Task
 from .transport import RetryPolicy, SizedReader, Transport, redact_url
 
 log = logging.getLogger("ocibuild.registry")
@@ -312,7 +313,7 @@ class RegistryClient:
             raise DigestMismatchError(what, desc.digest, got)
 
     def fetch_blob(self, repo: str, desc: Descriptor, dest: Path, *,
-                   attempts: int = 3) -> Path:
+                   attempts: int = 3, task: Task | None = None) -> Path:
         """Download a blob to ``dest``, verified; nothing is left there on mismatch.
 
         The bytes go to a temporary file next to ``dest`` and are renamed into
@@ -326,8 +327,11 @@ class RegistryClient:
                                           scopes=(pull_scope(repo),), stream=True)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
             try:
-                with os.fdopen(fd, "wb") as out:
-                    digest, size = _copy_hashed(resp, out, desc.size)
+                with os.fdopen(fd, "wb") as raw:
+                    if task is not None:  # a progress row, told of the bytes as they come
+                        task.restart()
+                    out = CountingWriter(raw, task.advance) if task is not None else raw
+                    digest, size = _copy_hashed(resp, out, desc.size)  # type: ignore[arg-type]
                 if size != desc.size:
                     raise DigestMismatchError(f"{what} (size)", str(desc.size), str(size))
                 if digest != desc.digest:

@@ -13,6 +13,7 @@ from typing import Any, Sequence, TextIO
 
 from ..errors import InputError
 from ..oci.types import Platform
+from ..progress import Progress
 from .auth import Credentials, CredentialStore
 from .client import RegistryClient
 from .pull import pull as _pull
@@ -23,7 +24,7 @@ from .transport import Transport
 
 def push(tar_path: str | Path, refs: Sequence[str], insecure: bool = False,
          json: bool = False, *, on_event: Event | None = None,
-         pool: ClientPool | None = None) -> dict[str, Any]:
+         pool: ClientPool | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """``ocibuild push IMAGE.tar REF…``: returns digest, references and blob counts.
 
     ``json`` is accepted for symmetry with the CLI flag; the result is the same
@@ -37,7 +38,8 @@ def push(tar_path: str | Path, refs: Sequence[str], insecure: bool = False,
     for each in images_of(image):
         check_layers(each)  # refused members are refused before any blob is sent
     pool = pool or ClientPool(insecure=insecure)
-    digest = push_image(image, list(refs), insecure=insecure, pool=pool, on_event=on_event)
+    digest = push_image(image, list(refs), insecure=insecure, pool=pool, on_event=on_event,
+                        progress=progress)
     names = [str(parse_reference(r).with_digest(digest)) for r in refs]
     return {"digest": digest, "references": [str(parse_reference(r)) for r in refs],
             "pinned": sorted(set(names)), "blobs": pool.totals()}
@@ -55,12 +57,12 @@ def progress_printer(stream: TextIO | None = None) -> Event:
 
 
 def pull(ref: str, out: str | Path, platform: str | None = None, insecure: bool = False,
-         *, cache_dir: Path | None = None) -> dict[str, Any]:
+         *, cache_dir: Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """``ocibuild pull REF -o IMAGE.tar``: fetch verified, write the tarball atomically."""
     from ..sinks.tarball import write_tarball
 
     plat = _platform(platform)
-    pulled = _pull(ref, plat, cache_dir, insecure=insecure)
+    pulled = _pull(ref, plat, cache_dir, insecure=insecure, progress=progress)
     reference = pulled.reference
     name = f"{reference.name}:{reference.tag}" if reference.tag else reference.name
     write_tarball(pulled.image, Path(out), name)

@@ -20,11 +20,13 @@ from typing import Any
 
 from ..cache import default_cache_dir
 from ..errors import ImageError
+from ..humanize import short_digest
 from ..layers.entries import FileOpener
 from ..oci.image import Image, Layer, RawManifest
 from ..oci.index import pick_platform
 from ..oci.types import (CONFIG_TYPES, MAX_CONFIG_BYTES, Descriptor, MediaType, Platform,
                          check_digest)
+from ..progress import NullProgress, Progress
 from .client import ManifestBlob, RegistryClient
 from .push import ClientPool
 from .reference import Reference, parse_reference
@@ -68,8 +70,14 @@ class BlobCache:
                              f"the blob is {size} bytes")
         return path
 
-    def fetch(self, client: RegistryClient, repo: str, desc: Descriptor) -> Path:
-        return self.verified(desc) or client.fetch_blob(repo, desc, self.path(desc.digest))
+    def fetch(self, client: RegistryClient, repo: str, desc: Descriptor,
+              progress: Progress | None = None) -> Path:
+        cached = self.verified(desc)
+        if cached is not None:
+            return cached
+        with (progress or NullProgress()).task(f"download {short_digest(desc.digest)}",
+                                               total=desc.size) as task:
+            return client.fetch_blob(repo, desc, self.path(desc.digest), task=task)
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,10 @@ class Pulled:
 
 
 def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = None, *,
-         insecure: bool = False, pool: ClientPool | None = None, jobs: int = 3) -> Pulled:
-    """Resolve ``ref``, pick ``platform`` from an index, fetch every blob verified."""
+         insecure: bool = False, pool: ClientPool | None = None, jobs: int = 3,
+         progress: Progress | None = None) -> Pulled:
+    """Resolve ``ref``, pick ``platform`` from an index, fetch every blob verified
+    (each layer's bytes shown on ``progress``)."""
     reference = parse_reference(ref)
     pool = pool or ClientPool(insecure=insecure)
     client = pool.get(reference.registry)
@@ -107,7 +117,7 @@ def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = No
         raise ImageError(f"{reference} is for {config.get('os')}/{config.get('architecture')}, "
                          f"not {platform}")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
-        paths = list(ex.map(lambda d: cache.fetch(client, repo, d), layer_descs))
+        paths = list(ex.map(lambda d: cache.fetch(client, repo, d, progress), layer_descs))
     diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
     if len(diff_ids) != len(layer_descs):
         raise ImageError(f"{reference}: config lists {len(diff_ids)} diff_ids for "

@@ -18,8 +18,10 @@ from typing import Callable, Iterable, Sequence
 import requests
 
 from ..errors import InputError, RegistryError
+from ..humanize import short_digest
 from ..oci.index import Artifact, Blob, Index, blobs_of, images_of
 from ..oci.types import BASE_NAME_ANNOTATION
+from ..progress import CountingReader, NullProgress, Progress
 from .client import RegistryClient
 from .reference import Reference, parse_reference
 from .transport import RetryPolicy, new_session
@@ -59,7 +61,8 @@ class ClientPool:
 
 def push_image(image: Artifact, refs: Sequence[str], *, insecure: bool = False,
                jobs: int = 3, mount_from: Iterable[str] = (),
-               pool: ClientPool | None = None, on_event: Event | None = None) -> str:
+               pool: ClientPool | None = None, on_event: Event | None = None,
+               progress: Progress | None = None) -> str:
     """Push ``image`` (an Image or an Index) to every reference in ``refs``; return
     the digest of its manifest (of the index, for an Index).
 
@@ -96,7 +99,7 @@ def push_image(image: Artifact, refs: Sequence[str], *, insecure: bool = False,
     for (registry, repo), repo_refs in by_repo.items():
         client = pool.get(registry)
         others = [r for r in sources.get(registry, []) if r != repo]
-        _push_blobs(client, repo, blobs, others, jobs, emit)
+        _push_blobs(client, repo, blobs, others, jobs, emit, progress or NullProgress())
         for child in children:
             got = client.put_manifest(repo, child.digest, child.manifest_bytes,
                                       child.manifest_media_type)
@@ -112,7 +115,7 @@ def push_image(image: Artifact, refs: Sequence[str], *, insecure: bool = False,
 
 
 def _push_blobs(client: RegistryClient, repo: str, blobs: list[Blob], mount_from: list[str],
-                jobs: int, emit: Event) -> None:
+                jobs: int, emit: Event, progress: Progress) -> None:
     """Layers a few at a time, then the configs (what makes an image whole)."""
     layers = [b for b in blobs if not b.is_config]
     configs = [b for b in blobs if b.is_config]
@@ -129,7 +132,8 @@ def _push_blobs(client: RegistryClient, repo: str, blobs: list[Blob], mount_from
                 emit("mounted", d.digest, d.size)
                 return
         try:
-            client.upload_blob(repo, d, blob.opener)
+            with progress.task(f"upload {short_digest(d.digest)}", total=d.size) as task:
+                client.upload_blob(repo, d, lambda: CountingReader(blob.opener(), task))
         except RegistryError as e:
             raise RegistryError(f"push of blob {d.digest} failed: {e}", status=e.status,
                                 codes=e.codes, method=e.method, url=e.url,

@@ -22,11 +22,12 @@ import urllib.parse
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import Callable, Protocol
 
 from debian.deb822 import Packages, Release
 
 from ...errors import DebianError, DigestMismatchError
+from ...progress import CountingWriter
 
 
 SUITE_FIELD = "X-Ocibuild-Suite"
@@ -40,7 +41,8 @@ class Transport(Protocol):
 
     def get_bytes(self, url: str) -> bytes: ...
 
-    def get_file(self, url: str, dest: Path) -> None: ...
+    def get_file(self, url: str, dest: Path,
+                 on_bytes: Callable[[int], None] | None = None) -> None: ...
 
 
 class RequestsTransport:
@@ -57,9 +59,11 @@ class RequestsTransport:
             tmp.seek(0)
             return tmp.read()
 
-    def get_file(self, url: str, dest: Path) -> None:
-        with open(dest, "wb") as out:
-            self._stream(url, out)
+    def get_file(self, url: str, dest: Path,
+                 on_bytes: Callable[[int], None] | None = None) -> None:
+        """GET ``url`` into ``dest``; ``on_bytes`` hears of every chunk's size."""
+        with open(dest, "wb") as raw:
+            self._stream(url, CountingWriter(raw, on_bytes) if on_bytes else raw)
 
     def _stream(self, url: str, out: object) -> None:
         import requests

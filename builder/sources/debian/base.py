@@ -17,6 +17,7 @@ from pathlib import Path
 from ...cache import default_cache_dir
 from ...errors import DebianError
 from ...layers.entries import Entry, FileOpener, Kind
+from ...progress import Progress
 from .apt_sources import find_mirror
 from .archive import Transport, load_index
 from .deb import Member
@@ -38,7 +39,8 @@ lock; callers caching a built base layer put it in their cache key."""
 
 def lock_base(definition: BaseDefinition, mirror: str | None = None, *,
               cache_dir: Path | None = None, transport: Transport | None = None,
-              prefetch: bool = True, check_valid_until: bool = True) -> Path:
+              prefetch: bool = True, check_valid_until: bool = True,
+              progress: Progress | None = None) -> Path:
     """Resolve ``definition`` against the archive and write its lock file.
 
     With ``prefetch`` (the default) every ``.deb`` is also downloaded into the
@@ -75,7 +77,8 @@ def _resolve_lock(definition: BaseDefinition, urls: dict[str, str], *,
     if prefetch:
         cache = DebCache(cache_dir or default_cache_dir())
         for pkg in packages:
-            cache.ensure(pkg, functools.partial(urls.__getitem__, pkg.suite), transport)
+            cache.ensure(pkg, functools.partial(urls.__getitem__, pkg.suite), transport,
+                         progress)
     indexes = tuple(LockedIndex(f.path, f.size, f.sha256) for a in archives for f in a.files)
     return Lock(main.suite, main.codename, main.version, definition.architecture,
                 definition.components, definition.packages, definition.exclude,
@@ -127,11 +130,13 @@ def _glob_regex(patterns: tuple[str, ...]) -> re.Pattern[str]:
 
 def base_entries(definition: BaseDefinition, lock: Lock | None = None,
                  cache_dir: Path | None = None, *, mirror: str | None = None,
-                 transport: Transport | None = None) -> list[Entry]:
+                 transport: Transport | None = None,
+                 progress: Progress | None = None) -> list[Entry]:
     """Every entry of the base layer, sorted by path, identical for the same lock.
 
     ``.deb`` files come from the cache; only a package missing there makes
-    this look up a mirror (``mirror``, ``$OCIBUILD_DEBIAN_MIRROR`` or apt sources).
+    this look up a mirror (``mirror``, ``$OCIBUILD_DEBIAN_MIRROR`` or apt sources),
+    its download shown on ``progress``.
     """
     lock = lock or load_lock(definition)
     cache = DebCache(cache_dir or default_cache_dir())
@@ -144,7 +149,7 @@ def base_entries(definition: BaseDefinition, lock: Lock | None = None,
     owner: dict[str, str] = {}
     generated: list[Entry] = []
     for pkg in sorted(lock.packages, key=lambda p: p.name):
-        deb = cache.ensure(pkg, functools.partial(mirror_for, pkg.suite), transport)
+        deb = cache.ensure(pkg, functools.partial(mirror_for, pkg.suite), transport, progress)
         control, members = cache.members(pkg, deb)
         got = (control_field(control["control"], "Package"),
                control_field(control["control"], "Version"))

@@ -24,6 +24,7 @@ from typing import BinaryIO, Callable
 from ...cache import file_sha256
 from ...errors import DebianError, DigestMismatchError
 from ...layers.entries import Kind
+from ...progress import NullProgress, Progress
 from .archive import RequestsTransport, Transport
 from .deb import DebFile, Member
 from .lock import LockedPackage
@@ -46,10 +47,11 @@ class DebCache:
         return self.blobs / sha256
 
     def ensure(self, pkg: LockedPackage, mirror: Callable[[], str],
-               transport: Transport | None = None) -> Path:
+               transport: Transport | None = None, progress: Progress | None = None) -> Path:
         """Return the cached ``.deb`` for ``pkg``, downloading it if needed.
 
-        ``mirror`` is only called when the package is not cached yet.
+        ``mirror`` is only called when the package is not cached yet; ``progress``
+        shows the download's bytes.
         """
         path = self.deb_path(pkg.sha256)
         if path.is_file():
@@ -62,7 +64,9 @@ class DebCache:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            (transport or RequestsTransport()).get_file(url, tmp)
+            with (progress or NullProgress()).task(f"download {pkg.name} {pkg.version}",
+                                                   total=pkg.size) as task:
+                (transport or RequestsTransport()).get_file(url, tmp, on_bytes=task.advance)
             size, digest = tmp.stat().st_size, file_sha256(tmp)
             if size != pkg.size or digest != pkg.sha256:
                 raise DigestMismatchError(f"{url} (package {pkg.name} {pkg.version} from the lock)",

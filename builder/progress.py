@@ -48,7 +48,12 @@ class Task(Protocol):
 
 class Progress(Protocol):
     def log(self, message: str) -> None: ...
-    def task(self, description: str, total: int | None = None) -> Task: ...
+    def task(self, description: str, total: int | None = None, *,
+             brief: bool = False) -> Task:
+        """A row for work under way (``total`` bytes, or None for a phase). ``brief``:
+        the caller reports the result itself (a layer's ``✔`` line), so plain lines
+        say ``done`` only if it ran long enough to have said ``...``."""
+
     def close(self) -> None: ...
 
 
@@ -77,7 +82,8 @@ class NullProgress:
     def log(self, message: str) -> None:
         pass
 
-    def task(self, description: str, total: int | None = None) -> Task:
+    def task(self, description: str, total: int | None = None, *,
+             brief: bool = False) -> Task:
         return _NullTask()
 
     def close(self) -> None:
@@ -87,8 +93,10 @@ class NullProgress:
 # -- plain lines (CI logs) ---------------------------------------------------------------
 
 class _PlainTask:
-    def __init__(self, owner: "PlainProgress", description: str, total: int | None) -> None:
+    def __init__(self, owner: "PlainProgress", description: str, total: int | None,
+                 brief: bool) -> None:
         self.owner, self.description, self.total = owner, description, total
+        self.brief, self.said = brief, False
         self.done = 0
         self.latest = ""
         self.started = self.printed = owner.clock()
@@ -146,8 +154,9 @@ class PlainProgress:
         with self._lock:
             self._write(message)
 
-    def task(self, description: str, total: int | None = None) -> Task:
-        return _PlainTask(self, description, total)
+    def task(self, description: str, total: int | None = None, *,
+             brief: bool = False) -> Task:
+        return _PlainTask(self, description, total, brief)
 
     def close(self) -> None:
         self._stop.set()
@@ -171,14 +180,16 @@ class PlainProgress:
         with self._lock:
             if task in self._running:
                 self._running.remove(task)
-            self._write(f"{'failed' if failed else 'done'}  {task.line(self.clock(), True)}")
+            if task.said or not task.brief:
+                self._write(f"{'failed' if failed else 'done'}  "
+                            f"{task.line(self.clock(), True)}")
 
     def _maybe_report(self, task: _PlainTask) -> None:
         now = self.clock()
         if now - task.printed >= self.interval:
             with self._lock:
                 if now - task.printed >= self.interval:  # another thread may have printed
-                    task.printed = now
+                    task.printed, task.said = now, True
                     self._write(f"...   {task.line(now, False)}")
 
     def _beat(self) -> None:
@@ -273,7 +284,8 @@ class LiveProgress:
     def log(self, message: str) -> None:
         self.console.print(message, markup=False, highlight=False)
 
-    def task(self, description: str, total: int | None = None) -> Task:
+    def task(self, description: str, total: int | None = None, *,
+             brief: bool = False) -> Task:
         return _LiveTask(self, description, total)
 
     def close(self) -> None:

@@ -34,7 +34,7 @@ def build_layer(entries: Iterable[Entry], *, blob_dir: Path, epoch: int,
     with (progress or NullProgress()).task(
             f"{'writing' if compression == 'none' else 'compressing'} layer {name or '?'} "
             f"({compression if compression != 'none' else 'tar'})",
-            total=_tar_size_estimate(ordered)) as task:
+            total=_tar_size_estimate(ordered), brief=True) as task:
         return _build_layer(ordered, blob_dir, epoch, compression, name, history, task)
 
 

@@ -195,9 +195,11 @@ def test_env_secret_needs_a_real_looking_value():
     token = _random(ALNUM, 32)
     text = (f"DEBUG=1\nDB_PASSWORD='{token}'\nexport API_TOKEN=hunter2\nSECRET_KEY=changeme_now\n"
             "AUTH_TOKEN=${AUTH_TOKEN}\nAWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\n"
-            "GITHUB_TOKEN=<your-token-here>\nUSER_NAME=a-long-random-Qz81x\n")
+            "GITHUB_TOKEN=<your-token-here>\nUSER_NAME=a-long-random-Qz81x\n"
+            "TEST_API_KEY=test-key-123\nAPI_SECRET=Latest-Qz81xWp3Lm\n")
     found = find_env_secrets(text)
-    assert [s.what for s in found] == ["a secret value for DB_PASSWORD"]
+    assert [s.what for s in found] == ["a secret value for DB_PASSWORD",
+                                       "a secret value for API_SECRET"]  # latest ≠ test
     assert token not in found[0].excerpt and found[0].excerpt.startswith("DB_PASSWORD=")
 
 

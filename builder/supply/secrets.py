@@ -44,10 +44,13 @@ ENV_MIN_LENGTH = 10
 ENV_MIN_ENTROPY = 2.5
 """Bits per character a ``.env`` secret value must reach."""
 
-PLACEHOLDER_WORDS = ("example", "sample", "placeholder", "changeme", "change_me", "your",
-                     "dummy", "fake", "xxxx", "test", "redacted", "insert", "replace",
-                     "secret_here", "token_here", "todo")
+PLACEHOLDER_WORDS = ("example", "placeholder", "changeme", "change_me", "dummy", "xxxx",
+                     "redacted", "secret_here", "token_here")
 """A value containing one of these (any case) is documentation, not a secret."""
+PLACEHOLDER_PREFIXES = ("sample", "your", "fake", "test", "insert", "replace", "todo")
+"""…and so is one with one of these not right after a letter (``latest`` is no ``test``)."""
+_PLACEHOLDER = re.compile("|".join(PLACEHOLDER_WORDS) + "|(?<![a-z])(?:"
+                          + "|".join(PLACEHOLDER_PREFIXES) + ")")
 _SEQUENCE_RUN = 6
 """A run of this many consecutive characters (``abcdef``, ``123456``) marks a made-up value."""
 
@@ -85,7 +88,7 @@ def _has_sequence(text: str) -> bool:
 def is_placeholder(text: str) -> bool:
     """Documentation or test filler: a placeholder word, a counting run, one repeated char."""
     low = text.lower()
-    return any(w in low for w in PLACEHOLDER_WORDS) or _has_sequence(low) or len(set(low)) <= 2
+    return bool(_PLACEHOLDER.search(low)) or _has_sequence(low) or len(set(low)) <= 2
 
 
 def redact(text: str, keep: int) -> str:
@@ -204,7 +207,8 @@ def _pem_key(label: str, headers: str, body: bytes, pem: bytes) -> str | None:
             dek = re.search(r"DEK-Info: ([A-Z0-9-]+),([0-9A-Fa-f]+)", headers)
             block = _LEGACY_BLOCK.get(dek.group(1)) if dek else None
             if block and len(dek.group(2)) == 2 * block and len(body) % block == 0:
-                return f"an encrypted {label.lower()} ({dek.group(1)}, legacy PEM encryption)"
+                kind = _PKCS_TYPES[label] or "PKCS#8"
+                return f"an encrypted {kind} private key ({dek.group(1)}, legacy PEM encryption)"
             return None
         try:
             key = load_pem_private_key(pem, None, unsafe_skip_rsa_key_validation=True)
@@ -212,7 +216,9 @@ def _pem_key(label: str, headers: str, body: bytes, pem: bytes) -> str | None:
             return None
         name = _key_name(key)
         wanted = _PKCS_TYPES[label]
-        return f"an {name} private key" if wanted is None or name.startswith(wanted) else None
+        if wanted is not None and not name.startswith(wanted):
+            return None
+        return f"{'a' if name.startswith('DSA') else 'an'} {name} private key"
     if label == "ENCRYPTED PRIVATE KEY":
         try:
             load_pem_private_key(pem, None)

@@ -178,7 +178,8 @@ def test_a_renamed_shell_is_found_by_its_content(tmp_path, busybox, capsys):
 
 def test_real_keys_are_caught_in_any_layer(tmp_path, capsys):
     """Keys made by cryptography and ssh-keygen: one deleted by a later layer, one inside a
-    tar layer, an encrypted PKCS#8 key and an OpenSSH key."""
+    tar layer, an encrypted PKCS#8 key, an OpenSSH key, and one compiled into a program
+    (inside an ELF file only a whole key counts: the program with half of one is quiet)."""
     import io
     import subprocess
     import tarfile
@@ -198,11 +199,21 @@ def test_real_keys_are_caught_in_any_layer(tmp_path, capsys):
         info = tarfile.TarInfo("opt/vendor/server.key")
         info.size = len(vendored)
         tar.addfile(info, io.BytesIO(vendored))
+    # an ELF program with a whole key compiled in, and one with only its first half
+    key_c = json.dumps(vendored.decode())  # a C string literal (JSON escapes are C's)
+    half_c = json.dumps(vendored.decode()[:len(vendored) // 2])
+    for name, literal in (("embedded", key_c), ("truncated", half_c)):
+        (tmp_path / f"{name}.c").write_text(f"const char *key = {literal};\n"
+                                            "int main(void) { return key[0] == 0; }\n")
+        subprocess.run(["gcc", "-O0", "-o", str(tmp_path / name), str(tmp_path / f"{name}.c")],
+                       check=True)
     manifest = write(tmp_path / "ocibuild.yaml", """\
         image: test/keys:1
         layers:
           - name: keys
             files:
+              - {src: embedded, dest: /app/bin/embedded, mode: "0755"}
+              - {src: truncated, dest: /app/bin/truncated, mode: "0755"}
               - {src: tls.key, dest: /etc/tls/tls.key}
               - {src: id_ed25519, dest: /home/app/.ssh/id_ed25519}
               - {src: deploy.pem, dest: /app/deploy.pem}
@@ -218,8 +229,8 @@ def test_real_keys_are_caught_in_any_layer(tmp_path, capsys):
     code, out, _ = cli("audit", tmp_path / "image.tar", "--json", capsys=capsys)
     keys = {f["path"]: f for f in json.loads(out)["findings"] if f["id"] == "private-key"}
     assert code == 1
-    assert sorted(keys) == ["/app/deploy.pem", "/etc/tls/tls.key", "/home/app/.ssh/id_ed25519",
-                            "/opt/vendor/server.key"]
+    assert sorted(keys) == ["/app/bin/embedded", "/app/deploy.pem", "/etc/tls/tls.key",
+                            "/home/app/.ssh/id_ed25519", "/opt/vendor/server.key"]
     assert "encrypted PKCS#8" in keys["/etc/tls/tls.key"]["message"]
     assert "OpenSSH Ed25519" in keys["/home/app/.ssh/id_ed25519"]["message"]
     assert "EC (secp384r1)" in keys["/opt/vendor/server.key"]["message"]

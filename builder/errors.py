@@ -84,15 +84,37 @@ class RegistryError(OcibuildError):
 
     ``status`` is the HTTP status (None when no answer came), ``codes`` the
     registry's error codes, ``url`` has credentials and query strings removed,
-    and ``temporary`` says whether retrying later may help.
+    and ``temporary`` says whether retrying later may help. ``retry_after`` is
+    the wait the registry asked for; ``attempts`` is set once retrying gave up
+    (an error that has it is final: no outer loop tries again).
     """
 
     def __init__(self, message: str, *, status: int | None = None,
                  codes: tuple[str, ...] = (), method: str | None = None,
-                 url: str | None = None, temporary: bool = False) -> None:
+                 url: str | None = None, temporary: bool = False,
+                 retry_after: float | None = None, attempts: int | None = None) -> None:
         self.status, self.codes, self.method, self.url = status, codes, method, url
-        self.temporary = temporary
+        self.temporary, self.retry_after, self.attempts = temporary, retry_after, attempts
+        self.message = message
         super().__init__(message)
+
+    def replace(self, **changes: object) -> "RegistryError":
+        """A copy with ``changes`` (``message`` included): the one way an error is
+        re-worded or given context, keeping everything else it carries."""
+        fields = dict(message=self.message, status=self.status, codes=self.codes,
+                      method=self.method, url=self.url, temporary=self.temporary,
+                      retry_after=self.retry_after, attempts=self.attempts)
+        fields.update(changes)
+        message = fields.pop("message")
+        return RegistryError(message, **fields)  # type: ignore[arg-type]
+
+    def gave_up(self, attempts: int) -> "RegistryError":
+        """This error, final, saying how many attempts were made (said once only)."""
+        if self.attempts is not None:
+            return self
+        plural = "" if attempts == 1 else "s"
+        return self.replace(message=f"{self.message} (gave up after {attempts} "
+                                    f"attempt{plural})", attempts=attempts)
 
 
 class DebianError(OcibuildError):

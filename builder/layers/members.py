@@ -15,6 +15,7 @@ so what is refused in one is refused in all:
 * a hard link to anything but an earlier regular file of the same archive;
 * a member below an earlier symlink of the same archive (``a -> /`` then
   ``a/x``: an extractor following the link writes outside the root);
+* a member ending past ``limit`` (:data:`MAX_LAYER_TAR_BYTES`) of tar stream;
 * unless ``special_files`` is allowed: devices, FIFOs and sparse files.
 """
 
@@ -27,6 +28,10 @@ from .entries import tar_member_paths
 
 MAX_ID = 2**32 - 2
 """The largest uid/gid a member may carry (Linux ids are 32-bit; ``2**32 - 1`` is -1)."""
+MAX_LAYER_TAR_BYTES = 8 << 30
+"""The largest uncompressed tar stream a layer (``tar:`` or pulled) may expand to
+(8 GiB): a member ending past it is refused at its header, a stream growing past
+it as it is read, so a gzip bomb stops there."""
 MAX_PAX_HEADER_BYTES = 1 << 20
 """The largest pax extended header or GNU long name/link record read (1 MiB)."""
 
@@ -86,9 +91,11 @@ class CheckedTarInfo(tarfile.TarInfo):
 class MemberCheck:
     """Checks the members of one archive, in archive order (see the module doc)."""
 
-    def __init__(self, archive: str, *, special_files: bool = False) -> None:
+    def __init__(self, archive: str, *, special_files: bool = False,
+                 limit: int = MAX_LAYER_TAR_BYTES) -> None:
         self.archive = archive
         self.special_files = special_files
+        self.limit = limit
         self._files: set[str] = set()
         self._symlinks: set[str] = set()
 
@@ -100,6 +107,9 @@ class MemberCheck:
             raise UnsafePathError(f"{self.archive}: member {name!r} has a NUL byte in its "
                                   "name or link name")
         path, target = tar_member_paths(info, self.archive)
+        if info.offset_data + info.size > self.limit:
+            raise InputError(f"{self.archive}: member {name!r} ends past {self.limit} bytes "
+                             "of tar; a layer is at most that large")
         for what, value in (("uid", info.uid), ("gid", info.gid)):
             if not 0 <= value <= MAX_ID:
                 raise InputError(f"{self.archive}: member {name!r} has {what} {value}, "

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Iterator
 
 from ..oci.image import Image, Layer
 from .compress import decompressing_reader
-from ..errors import DigestMismatchError
-from .members import CheckedTarInfo, MemberCheck, MemberError
+from ..errors import DigestMismatchError, ImageError
+from .members import MAX_LAYER_TAR_BYTES, CheckedTarInfo, MemberCheck, MemberError
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class _Counting(io.RawIOBase):
     """Counts and hashes the bytes read through it (the layer's uncompressed tar
     stream: its length is the uncompressed size, its digest the diff_id)."""
 
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream, self.count = stream, 0
+    def __init__(self, stream: BinaryIO, limit: int = MAX_LAYER_TAR_BYTES) -> None:
+        self._stream, self.count, self.limit = stream, 0, limit
         self.sha256 = hashlib.sha256()
 
     def readable(self) -> bool:
@@ -41,6 +42,8 @@ class _Counting(io.RawIOBase):
         data = self._stream.read(len(buffer))
         buffer[:len(data)] = data
         self.count += len(data)
+        if self.count > self.limit:
+            raise MemberError(f"its tar stream grows past {self.limit} bytes")
         self.sha256.update(data)
         return len(data)
 
@@ -70,10 +73,12 @@ def iter_members(layer: Layer, index: int = 0, *,
                     path, _ = check(info)
                     yield (Member(index, path, info.size, info.mode, info.uid, info.gid,
                                   info.type, info.linkname), tar, info)
+            while stream.read(1 << 20):  # the end-of-archive blocks and record padding
+                pass
         except MemberError as e:
             raise MemberError(f"{name}: {e}") from None
-        while stream.read(1 << 20):  # the end-of-archive blocks and record padding
-            pass
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+            raise ImageError(f"{name}: not a readable tar stream ({e})") from None
         diff_id = "sha256:" + counted.sha256.hexdigest()
         if diff_id != layer.diff_id:
             raise DigestMismatchError(f"{name}: its tar (the config's diff_id)",

@@ -13,7 +13,9 @@ import json
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Callable
 
-from .types import Descriptor, MediaType, Platform, canonical_json, sha256_digest
+from ..errors import ImageError
+from .types import (Descriptor, MediaType, Platform, canonical_json, check_digest,
+                    sha256_digest)
 
 BlobOpener = Callable[[], BinaryIO]
 
@@ -183,3 +185,22 @@ def with_config(image: Image, **runtime: Any) -> Image:
     config["config"] = inner
     return replace(image, config=config, layers=tuple(as_oci_layer(x) for x in image.layers),
                    raw=None)
+
+
+def config_layers(config: dict[str, Any], layers: int, what: str) -> list[tuple[str, dict]]:
+    """Per layer of a config read from elsewhere (a registry, an archive): its diff_id
+    (checked to be a sha256 digest) and its history entry (``{}`` when there is none).
+    A config whose ``rootfs.diff_ids`` is not a list of ``layers`` digests is an
+    :class:`ImageError` naming ``what``."""
+    rootfs = config.get("rootfs")
+    diff_ids = rootfs.get("diff_ids") if isinstance(rootfs, dict) else None
+    if not isinstance(diff_ids, list):
+        diff_ids = []
+    if len(diff_ids) != layers:
+        raise ImageError(f"{what}: the config lists {len(diff_ids)} diff_ids for "
+                         f"{layers} layers")
+    history = config.get("history")
+    entries = [h for h in history if isinstance(h, dict) and not h.get("empty_layer")] \
+        if isinstance(history, list) else []
+    return [(check_digest(d, f"{what}: diff_id"), dict(entries[i]) if i < len(entries) else {})
+            for i, d in enumerate(diff_ids)]

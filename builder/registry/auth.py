@@ -36,6 +36,7 @@ import requests
 
 from ..errors import InputError, RegistryError
 from .reference import DEFAULT_REGISTRY, is_loopback, normalize_registry
+from .wire import connection_error, read_answer, redact_url
 
 DOCKER_HUB_CONFIG_KEY = "https://index.docker.io/v1/"
 """The key docker uses for Docker Hub in ``config.json``."""
@@ -300,32 +301,41 @@ class Authorizer:
                 form.pop("scope", None)
                 if scopes:
                     form["scope"] = " ".join(scopes)
-                resp = self.session.post(realm, data=form, timeout=self.timeout, verify=verify)
+                resp = self.session.post(realm, data=form, timeout=self.timeout, verify=verify,
+                                         stream=True)
             else:
                 headers = {"Authorization": creds.basic_header()} if creds else {}
                 resp = self.session.get(realm, params=params, headers=headers,
-                                        timeout=self.timeout, verify=verify)
+                                        timeout=self.timeout, verify=verify, stream=True)
         except requests.RequestException as e:
-            raise RegistryError(f"{self.registry}: token service {parts.hostname} unreachable: "
-                                f"{type(e).__name__}", url=realm.split("?")[0],
-                                temporary=True) from None
+            raise connection_error(e, what=f"{self.registry}: token service {parts.hostname}",
+                                   method="GET", url=realm, read_timeout=self.timeout) from None
+        with resp:
+            return self._token_from(resp, creds is not None, realm)
+
+    def _token_from(self, resp: requests.Response, with_creds: bool,
+                    realm: str) -> tuple[str, float]:
+        """The token and its lifetime from the token service's answer (read at most
+        :data:`MAX_ANSWER_BYTES`, within the timeout)."""
+        creds = with_creds
         if resp.status_code in (401, 403):
             raise RegistryError(
                 f"{self.registry}: authentication failed at the token service "
                 f"({'bad credentials' if creds else 'anonymous access refused'})",
                 status=resp.status_code, codes=("UNAUTHORIZED",), method=resp.request.method,
-                url=realm.split("?")[0])
+                url=redact_url(realm))
         if resp.status_code != 200:
             raise RegistryError(f"{self.registry}: token service answered {resp.status_code}",
-                                status=resp.status_code, url=realm.split("?")[0],
+                                status=resp.status_code, url=redact_url(realm),
                                 temporary=resp.status_code >= 500)
+        data = read_answer(resp, f"{self.registry}: token service", seconds=self.timeout)
         try:
-            body = resp.json()
+            body = json.loads(data)
             token = body.get("token") or body.get("access_token")
             ttl = float(body.get("expires_in") or _TOKEN_DEFAULT_TTL)
-        except (ValueError, AttributeError, TypeError):
+        except (ValueError, AttributeError, TypeError, RecursionError):
             token, ttl = None, 0.0
-        if not token:
+        if not token or not isinstance(token, str):
             raise RegistryError(f"{self.registry}: token service gave no token",
-                                status=200, url=realm.split("?")[0])
-        return str(token), ttl
+                                status=200, url=redact_url(realm))
+        return token, min(max(ttl, 0.0), 86400.0)

@@ -21,17 +21,18 @@ import os
 import re
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 import requests
+import urllib3
 
 from ..errors import DigestMismatchError, ImageError, RegistryError
 from ..oci.types import MAX_MANIFEST_BYTES, Descriptor, MediaType, check_digest, sha256_digest
 from ..progress import CountingWriter, Task
-from .transport import RetryPolicy, SizedReader, Transport, redact_url
+from .transport import (RetryPolicy, SizedReader, Transport, connection_error, read_answer,
+                        redact_url, retrying)
 
 log = logging.getLogger("ocibuild.registry")
 
@@ -84,6 +85,8 @@ class ManifestBlob:
     def json(self) -> dict[str, Any]:
         try:
             obj = json.loads(self.data)
+        except RecursionError:
+            raise ImageError(f"manifest {self.digest} is nested too deeply") from None
         except ValueError as e:
             raise ImageError(f"manifest {self.digest} is not JSON: {e}") from e
         if not isinstance(obj, dict):
@@ -225,22 +228,21 @@ class RegistryClient:
         scopes = (push_scope(repo),)
         state = _Progress()
         src = BlobCursor(opener)
+        failed = False
+
+        def attempt() -> None:
+            nonlocal failed
+            if failed:
+                self._recover(repo, state, what, scopes)
+            failed = True
+            if state.location is None:
+                state.location, state.offset = self._start_upload(repo, what, scopes), 0
+            self._send(repo, desc, src, state, what, scopes)
+
         try:
-            for failures in range(1, attempts + 1):
-                try:
-                    if state.location is None:
-                        state.location, state.offset = self._start_upload(repo, what, scopes), 0
-                    self._send(repo, desc, src, state, what, scopes)
-                    self.stats.add(uploaded=1)
-                    return
-                except RegistryError as e:
-                    if not e.temporary or failures == attempts:
-                        raise RegistryError(
-                            f"{e} (gave up after {failures} attempts)" if e.temporary else str(e),
-                            status=e.status, codes=e.codes, method=e.method, url=e.url,
-                            temporary=e.temporary) from e
-                    time.sleep(self.transport.retry.delay(failures - 1))
-                    self._recover(repo, state, what, scopes)
+            retrying(attempt, self.transport.retry, what=what, attempts=attempts,
+                     sleep=self.transport._sleep, progress=lambda: state.offset)
+            self.stats.add(uploaded=1)
         finally:
             src.close()
 
@@ -302,10 +304,9 @@ class RegistryClient:
                 ok=(201,))
         except RegistryError as e:
             if "DIGEST_INVALID" in e.codes or "SIZE_INVALID" in e.codes:
-                raise RegistryError(
-                    f"{what}: the registry computed a different digest or size: the blob's "
-                    f"bytes do not match its descriptor", status=e.status, codes=e.codes,
-                    method=e.method, url=e.url) from e
+                raise e.replace(
+                    message=f"{what}: the registry computed a different digest or size: the "
+                            "blob's bytes do not match its descriptor", temporary=False) from e
             raise
         self.stats.add(bytes_uploaded=rest)
         got = resp.headers.get("Docker-Content-Digest")
@@ -317,12 +318,16 @@ class RegistryClient:
         """Download a blob to ``dest``, verified; nothing is left there on mismatch.
 
         The bytes go to a temporary file next to ``dest`` and are renamed into
-        place only when both size and sha256 match the descriptor.
+        place only when both size and sha256 match the descriptor. A body that
+        stalls (no data for the read timeout) or drops is fetched again, within
+        the retry policy's attempts and deadline.
         """
         check_digest(desc.digest, "blob digest")
         what = f"blob {desc.digest} from {self.registry}/{repo}"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        for attempt in range(attempts):
+        received = [0]  # bytes over all attempts: a retry's deadline counts from progress
+
+        def attempt() -> Path:
             resp = self.transport.request("GET", f"/v2/{repo}/blobs/{desc.digest}", what=what,
                                           scopes=(pull_scope(repo),), stream=True)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
@@ -331,28 +336,25 @@ class RegistryClient:
                     if task is not None:  # a progress row, told of the bytes as they come
                         task.restart()
                     out = CountingWriter(raw, task.advance) if task is not None else raw
-                    digest, size = _copy_hashed(resp, out, desc.size)  # type: ignore[arg-type]
-                if size != desc.size:
-                    raise DigestMismatchError(f"{what} (size)", str(desc.size), str(size))
+                    digest, size = _copy_hashed(resp, out, desc.size, what,  # type: ignore[arg-type]
+                                                self.transport.retry.read_timeout, received)
+                if size > desc.size:
+                    raise ImageError(f"{what}: the registry sent more than the {desc.size} "
+                                     "bytes its descriptor says")
+                if size < desc.size:
+                    raise ImageError(f"{what}: the registry sent {size} of the {desc.size} "
+                                     "bytes its descriptor says")
                 if digest != desc.digest:
                     raise DigestMismatchError(what, desc.digest, digest)
                 os.replace(tmp, dest)
                 self.stats.add(downloaded=1, bytes_downloaded=size)
                 return dest
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                    requests.Timeout) as e:
-                Path(tmp).unlink(missing_ok=True)
-                if attempt + 1 >= attempts:
-                    raise RegistryError(f"{what}: download failed: {type(e).__name__}",
-                                        method="GET", url=redact_url(resp.url),
-                                        temporary=True) from None
-                time.sleep(self.transport.retry.delay(attempt))
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
             finally:
+                Path(tmp).unlink(missing_ok=True)
                 resp.close()
-        raise AssertionError("unreachable")
+
+        return retrying(attempt, self.transport.retry, what=what, attempts=attempts,
+                        sleep=self.transport._sleep, progress=lambda: received[0])
 
     # -- manifests ----------------------------------------------------------------
 
@@ -363,11 +365,14 @@ class RegistryClient:
                                       scopes=(pull_scope(repo),),
                                       headers={"Accept": MANIFEST_ACCEPT}, stream=True)
         try:
-            data = resp.raw.read(MAX_MANIFEST_BYTES + 1, decode_content=True)
+            data = read_answer(resp, what, limit=MAX_MANIFEST_BYTES,
+                               seconds=self.transport.retry.read_timeout)
+        except RegistryError as e:
+            if e.temporary:
+                raise
+            raise ImageError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes") from None
         finally:
             resp.close()
-        if len(data) > MAX_MANIFEST_BYTES:
-            raise ImageError(f"{what}: larger than {MAX_MANIFEST_BYTES} bytes")
         digest = sha256_digest(data)
         if identifier.startswith("sha256:") and digest != identifier:
             raise DigestMismatchError(what, identifier, digest)
@@ -377,7 +382,7 @@ class RegistryClient:
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
         try:
             declared = json.loads(data).get("mediaType")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             declared = None
         media_type = declared or media_type
         if media_type not in MANIFEST_TYPES:
@@ -422,16 +427,24 @@ def _ref(registry: str, repo: str, identifier: str) -> str:
     return f"{registry}/{repo}{'@' if identifier.startswith('sha256:') else ':'}{identifier}"
 
 
-def _copy_hashed(resp: requests.Response, out: BinaryIO, limit: int) -> tuple[str, int]:
-    """Copy a streamed body, hashing it; stop one byte past ``limit``."""
+def _copy_hashed(resp: requests.Response, out: BinaryIO, limit: int, what: str,
+                 read_timeout: float, received: list[int]) -> tuple[str, int]:
+    """Copy a streamed body, hashing it; stop one byte past ``limit``; count the bytes
+    in ``received[0]``. A stall or a dropped connection is a temporary
+    :class:`RegistryError` saying which."""
     h = hashlib.sha256()
     size = 0
-    for block in resp.iter_content(_READ_BLOCK):
-        if size + len(block) > limit:
-            block = block[:limit + 1 - size]
-        h.update(block)
-        out.write(block)
-        size += len(block)
-        if size > limit:
-            break
+    try:
+        while block := resp.raw.read1(_READ_BLOCK, decode_content=True):
+            if size + len(block) > limit:
+                block = block[:limit + 1 - size]
+            h.update(block)
+            out.write(block)
+            size += len(block)
+            received[0] += len(block)
+            if size > limit:
+                break
+    except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
+        raise connection_error(e, what=f"{what}: download failed after {size} bytes",
+                               method="GET", url=resp.url, read_timeout=read_timeout) from None
     return "sha256:" + h.hexdigest(), size

@@ -22,7 +22,7 @@ from ..cache import default_cache_dir
 from ..errors import ImageError
 from ..humanize import short_digest
 from ..layers.entries import FileOpener
-from ..oci.image import Image, Layer, RawManifest
+from ..oci.image import Image, Layer, RawManifest, config_layers
 from ..oci.index import pick_platform
 from ..oci.types import (CONFIG_TYPES, MAX_CONFIG_BYTES, Descriptor, MediaType, Platform,
                          check_digest)
@@ -118,15 +118,9 @@ def pull(ref: str, platform: Platform | None = None, cache_dir: Path | None = No
                          f"not {platform}")
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as ex:
         paths = list(ex.map(lambda d: cache.fetch(client, repo, d, progress), layer_descs))
-    diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
-    if len(diff_ids) != len(layer_descs):
-        raise ImageError(f"{reference}: config lists {len(diff_ids)} diff_ids for "
-                         f"{len(layer_descs)} layers")
-    history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
-    layers = tuple(
-        Layer(d, check_digest(diff_ids[i], "diff_id"), FileOpener(str(paths[i])),
-              history=dict(history[i]) if i < len(history) else {})
-        for i, d in enumerate(layer_descs))
+    layers = tuple(Layer(d, diff_id, FileOpener(str(path)), history=history)
+                   for d, path, (diff_id, history) in
+                   zip(layer_descs, paths, config_layers(config, len(layer_descs), str(reference))))
     raw = RawManifest(manifest.data, manifest.media_type, config_path.read_bytes(),
                       str(config_desc.media_type))
     image = Image(config, layers, dict(body.get("annotations") or {}), raw=raw)
@@ -183,6 +177,8 @@ def _platform_matches(config: dict[str, Any], platform: Platform) -> bool:
 def _load_config(path: Path, reference: Reference) -> dict[str, Any]:
     try:
         config = json.loads(path.read_bytes())
+    except RecursionError:
+        raise ImageError(f"{reference}: image config is nested too deeply") from None
     except ValueError as e:
         raise ImageError(f"{reference}: image config is not JSON: {e}") from e
     if not isinstance(config, dict):

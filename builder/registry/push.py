@@ -135,9 +135,7 @@ def _push_blobs(client: RegistryClient, repo: str, blobs: list[Blob], mount_from
             with progress.task(f"upload {short_digest(d.digest)}", total=d.size) as task:
                 client.upload_blob(repo, d, lambda: CountingReader(blob.opener(), task))
         except RegistryError as e:
-            raise RegistryError(f"push of blob {d.digest} failed: {e}", status=e.status,
-                                codes=e.codes, method=e.method, url=e.url,
-                                temporary=e.temporary) from e
+            raise e.replace(message=f"push failed: {e.message}") from e
         emit("uploaded", d.digest, d.size)
 
     if layers:

@@ -14,7 +14,7 @@ from typing import Any, BinaryIO, Callable
 
 from ..errors import DigestMismatchError, ImageError, InputError
 from ..layers.hashio import SectionReader
-from ..oci.image import Image, Layer, RawManifest
+from ..oci.image import Image, Layer, RawManifest, config_layers
 from ..oci.index import Index, IndexManifest
 from ..oci.types import (MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, Descriptor, MediaType, Platform,
                          check_digest, sha256_digest)
@@ -229,15 +229,11 @@ def _read_manifest(archive: _Archive, desc: Descriptor, manifest_bytes: bytes,
     config_desc = _descriptor(archive, manifest["config"])
     config_bytes = _verified(archive, config_desc, "config", MAX_CONFIG_BYTES)
     config = _json_object(config_bytes, archive, "config")
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     if not isinstance(manifest.get("layers", []), list):
         raise ImageError(f"{archive.path}: the manifest's layers is not a list")
     layer_descs = [_descriptor(archive, d) for d in manifest.get("layers", [])]
-    if len(diff_ids) != len(layer_descs):
-        raise ImageError(f"{archive.path}: {len(layer_descs)} layers but "
-                         f"{len(diff_ids)} diff_ids in the config")
-    layers = tuple(_layer(archive, d, diff_id, config, i)
-                   for i, (d, diff_id) in enumerate(zip(layer_descs, diff_ids)))
+    layers = tuple(_layer(archive, d, diff_id, history) for d, (diff_id, history) in
+                   zip(layer_descs, config_layers(config, len(layer_descs), str(archive.path))))
     raw = RawManifest(manifest_bytes, manifest.get("mediaType", str(desc.media_type)),
                       config_bytes, str(config_desc.media_type))
     return Image(config, layers, dict(manifest.get("annotations") or {}), raw=raw)
@@ -250,17 +246,15 @@ def _descriptor(archive: _Archive, obj: Any) -> Descriptor:
         raise ImageError(f"{archive.path}: {e}") from e
 
 
-def _layer(archive: _Archive, desc: Descriptor, diff_id: str, config: dict, index: int) -> Layer:
+def _layer(archive: _Archive, desc: Descriptor, diff_id: str, history: dict) -> Layer:
     name = _blob(desc.digest)
     if not archive.has(name):
         raise ImageError(f"{archive.path}: layer blob {desc.digest} is missing")
     if archive.size(name) != desc.size:
         raise ImageError(f"{archive.path}: layer {desc.digest} is {archive.size(name)} bytes, "
                          f"the manifest says {desc.size}")
-    history = [h for h in config.get("history") or [] if not h.get("empty_layer")]
-    entry = history[index] if index < len(history) else {}
-    return Layer(desc, check_digest(diff_id), archive.opener(name), history=entry,
-                 name=entry.get("comment", ""))
+    return Layer(desc, diff_id, archive.opener(name), history=history,
+                 name=str(history.get("comment", "")))
 
 
 def _read_docker(archive: _Archive) -> Image:
@@ -275,9 +269,10 @@ def _read_docker(archive: _Archive) -> Image:
                          "Config and Layers")
     entry = entries[0]
     config = _json_object(archive.read(entry["Config"]), archive, "config")
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
     layers = []
-    for i, (member, diff_id) in enumerate(zip(entry.get("Layers", []), diff_ids)):
+    members = entry.get("Layers", [])
+    for member, (diff_id, _) in zip(members, config_layers(config, len(members),
+                                                            str(archive.path))):
         counter = HashingWriter(_Null())
         with archive.opener(member)() as stream:
             while block := stream.read(1 << 20):

@@ -23,11 +23,12 @@ from pathlib import Path
 from ..errors import InputError
 from ..layers.entries import Entry, Kind
 from ..layers.hashio import SectionReader
-from ..layers.members import CheckedTarInfo, MemberCheck, MemberError
+from ..layers.members import MAX_LAYER_TAR_BYTES, CheckedTarInfo, MemberCheck, MemberError
 from ..layers.seekable import DecompressedView, compression_of
 
-MAX_TAR_LAYER_BYTES = 8 << 30
-"""The largest uncompressed tar a ``tar:`` layer may expand to (8 GiB)."""
+MAX_TAR_LAYER_BYTES = MAX_LAYER_TAR_BYTES
+"""The largest uncompressed tar a ``tar:`` layer may expand to (the same bound as a
+pulled layer's)."""
 
 
 def _open_regular(path: Path) -> tuple[os.stat_result, bytes]:
@@ -59,16 +60,12 @@ def tar_entries(path: Path, workdir: Path | None = None) -> list[Entry]:
         raise InputError(f"{path}: {st.st_size} bytes; a tar: layer is at most "
                          f"{MAX_TAR_LAYER_BYTES}")
     stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    check = MemberCheck(str(path))
+    check = MemberCheck(str(path), limit=MAX_TAR_LAYER_BYTES)
     entries: list[Entry] = []
     try:
         fileobj = view.stream() if view is not None else open(path, "rb")
         with fileobj, tarfile.open(fileobj=fileobj, mode="r:", tarinfo=CheckedTarInfo) as tar:
             for m in tar:
-                if m.offset_data + m.size > MAX_TAR_LAYER_BYTES:
-                    raise InputError(f"{path}: member {m.name!r} ends past "
-                                     f"{MAX_TAR_LAYER_BYTES} bytes of tar; a tar: layer is "
-                                     "at most that large")
                 dest, target = check(m)
                 tar.members.clear()  # tarfile keeps every header otherwise
                 if dest != "/":

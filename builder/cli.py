@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import OcibuildError
+from .errors import OcibuildError, redact
 from .humanize import count as _count
 from .humanize import short_digest as _short
 from .humanize import size as _human
@@ -26,7 +26,7 @@ EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
 
 
 def _err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(redact(message), file=sys.stderr, flush=True)
 
 
 # -- build -----------------------------------------------------------------------
@@ -766,6 +766,19 @@ def _short_form(argv: list[str], commands: Any) -> list[str]:
     return argv
 
 
+def _describe_os_error(e: OSError, args: argparse.Namespace) -> str:
+    """An OS error naming its path and whether it is the output, the cache or the
+    temporary directory (a full disk says which of them is full)."""
+    import tempfile
+
+    from .cache import default_cache_dir
+    from .oserrors import describe
+
+    cache = getattr(args, "cache_dir", None) or default_cache_dir()
+    return describe(e, [("the output", getattr(args, "output", None)), ("the cache", cache),
+                        ("the temporary directory", tempfile.gettempdir())])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     commands = next(a.choices for a in parser._actions
@@ -790,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except OSError as e:
-        _err(f"error: {e}")
+        _err(f"error: {_describe_os_error(e, args)}")
         return EXIT_USER
     finally:
         _on_sigterm(previous)

@@ -19,6 +19,8 @@ turns it into ``error: <message>`` and exit code 1, with no traceback::
 
 from __future__ import annotations
 
+import re
+
 MAX_ECHO_CHARS = 1000
 """Longest line of a manifest error: a hostile value echoed in it is cut in the middle."""
 
@@ -38,6 +40,15 @@ def printable(text: str, limit: int = MAX_ECHO_CHARS) -> str:
             line = "  " + line
         lines[i] = line
     return "\n".join(lines)
+
+
+_USERINFO = re.compile(r"(?:^|(?<=[\s'\"(=,\[])|(?<=//))([^\s/@'\":]+):([^\s/'\"]+)@(?!sha256:)")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every ``user:password@host`` in it replaced by
+    ``***`` (a reference or URL with credentials echoed in a message)."""
+    return _USERINFO.sub(r"\1:***@", text) if "@" in text else text
 
 
 class OcibuildError(Exception):

@@ -31,6 +31,7 @@ from .layers.view import blob_layer_entries, merge
 from .manifest import ConfigSpec, LayerSpec, Manifest
 from .oci.image import Image, Layer, append_layers, empty_image, with_config
 from .oci.types import BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION
+from .oserrors import naming
 from .progress import NullProgress, Progress
 from .sources.files import tree_entries
 
@@ -131,7 +132,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         warnings = [*warnings, ZSTD_WARNING]
     result = BuildResult(base, manifest.image, list(base_reports), outside + list(warnings))
     image = base
-    with tempfile.TemporaryDirectory(prefix="ocibuild-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ocibuild-") as tmp, naming(tmp):
         work = Path(tmp)
         view: dict[str, Entry] = {}
         sized = []

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..oci.image import Layer
+from ..oci.types import MediaType
 
 LOCAL, REMOTE, BUILT = "local", "remote", "built"
 """Where a layer came from, as the build summary says it."""
@@ -91,15 +92,26 @@ def layer_from_json(data: dict[str, Any], opener: Any) -> Layer:
     from ..oci.types import Descriptor, check_digest
 
     size, usize, files = data["size"], data["uncompressed_size"], data["files"]
-    if not isinstance(size, int) or not all(v is None or isinstance(v, int)
-                                            for v in (usize, files)):
-        raise TypeError("sizes are not integers")
-    if not isinstance(data["history"], dict) or not isinstance(data["name"], str):
+    if not _count(size) or not all(v is None or _count(v) for v in (usize, files)):
+        raise TypeError("sizes are not non-negative integers")
+    history = data["history"]
+    if not isinstance(history, dict) or not isinstance(data["name"], str) or not all(
+            isinstance(k, str) and isinstance(v, (str, bool)) for k, v in history.items()):
         raise TypeError("history or name malformed")
-    descriptor = Descriptor(str(data["media_type"]), check_digest(data["digest"]), size)
+    media_type = data["media_type"]
+    if not isinstance(media_type, str) or media_type not in _LAYER_TYPES:
+        raise ValueError(f"{media_type!r} is not a layer media type")
+    descriptor = Descriptor(media_type, check_digest(data["digest"]), size)
     return Layer(descriptor, check_digest(data["diff_id"], "diff_id"), opener,
                  history=data["history"], uncompressed_size=usize, name=data["name"],
                  file_count=files)
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+_LAYER_TYPES = frozenset(m.value for m in MediaType if m.is_layer())
 
 
 def record_from_json(data: dict[str, Any]) -> Record:

@@ -15,11 +15,12 @@ A record whose blob is gone or damaged is ignored and the layer rebuilt.
 
 from __future__ import annotations
 
-import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..cache import file_sha256, file_status
+from ..cache import file_sha256, file_status, open_regular, read_record
+from ..cache import write_record as write_json
 from ..errors import ImageError
 from ..layers.entries import FileOpener
 from ..oci.image import Layer
@@ -44,13 +45,10 @@ def elf_members(blob_dir: Path, diff_id: str) -> list[str] | None:
     The note is keyed by the uncompressed content, so it holds for any layer with
     that diff_id, whichever inputs or cache record produced it.
     """
-    try:
-        data = json.loads(elf_note(blob_dir, diff_id).read_text())
-        paths = data["elf"]
-        if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
-            return paths
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
+    data = read_record(elf_note(blob_dir, diff_id))
+    paths = data.get("elf") if isinstance(data, dict) else None
+    if isinstance(paths, list) and all(isinstance(p, str) for p in paths):
+        return paths
     return None
 
 
@@ -58,10 +56,23 @@ def write_elf_note(blob_dir: Path, diff_id: str, paths: list[str]) -> None:
     write_json(elf_note(blob_dir, diff_id), {"elf": list(paths)})
 
 
-def write_json(path: Path, data: object) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
-    with atomic_file(path) as out:
-        out.write(json.dumps(data).encode())
+# the first bytes of a layer blob, by how it is compressed
+_MAGIC = {"gzip": b"\x1f\x8b", "zstd": b"\x28\xb5\x2f\xfd"}
+
+
+def _compression_matches(path: Path, media_type: str) -> bool:
+    """Whether the blob's first bytes fit the record's media type (a record claiming
+    zstd for a gzip blob would make a broken image without any digest failing)."""
+    kind = "zstd" if media_type.endswith("+zstd") else "none" if media_type.endswith(
+        ".tar") else "gzip"
+    try:
+        with open_regular(path) as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    if kind == "none":
+        return not any(head.startswith(m) for m in _MAGIC.values())
+    return head.startswith(_MAGIC[kind])
 
 
 class LocalLayerCache:
@@ -84,22 +95,26 @@ class LocalLayerCache:
         it is removed, so a damaged cache never reaches an image.
         """
         path = self._record_path(key)
+        data = read_record(path)
         try:
-            data = json.loads(path.read_text())
-            blob = blob_path(self.blob_dir, data["digest"])
-            layer = layer_from_json(data, FileOpener(str(blob)))
+            layer = layer_from_json(data, None)
+            blob = blob_path(self.blob_dir, layer.digest)
+            layer = replace(layer, opener=FileOpener(str(blob)))
             record = record_from_json(data)
             if record.elf is None:  # a record from before it kept them
                 elf = elf_members(self.blob_dir, layer.diff_id)
                 record = Record(tuple(elf) if elf is not None else None, record.extra)
             status = file_status(blob)
-            if status is not None and status == data.get("blob"):
+            if not _compression_matches(blob, layer.media_type):
+                return None
+            if status is not None and status == data.get("blob") and status[2] == layer.size:
                 return Hit(layer, record, LOCAL)
             if blob_matches(blob, layer.descriptor):
                 self._write(path, layer, record, blob)
                 return Hit(layer, record, LOCAL)
-            blob.unlink(missing_ok=True)
-        except (OSError, ValueError, KeyError, TypeError, ImageError):
+            if not _named_by_content(blob):
+                blob.unlink(missing_ok=True)  # damaged: only then, never a good blob
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, ImageError):
             pass
         return None
 
@@ -155,10 +170,7 @@ class LocalLayerCache:
     # -- notes ----------------------------------------------------------------------
 
     def get_note(self, key: str) -> dict[str, Any] | None:
-        try:
-            note = json.loads((self.cache_dir / "notes" / f"{key}.json").read_text())
-        except (OSError, ValueError):
-            return None
+        note = read_record(self.cache_dir / "notes" / f"{key}.json")
         return note if isinstance(note, dict) else None
 
     def put_note(self, key: str, note: dict[str, Any]) -> None:
@@ -204,6 +216,15 @@ class LocalLayerCache:
                 out.write(content_key.encode())
         except OSError:
             pass
+
+
+def _named_by_content(blob: Path) -> bool:
+    """Whether the blob file's sha256 is its name: a sound blob, whatever a record
+    claims about it (a record with a wrong size must not evict it)."""
+    try:
+        return file_sha256(blob) == blob.name
+    except OSError:
+        return False
 
 
 def blob_matches(path: Path, descriptor: Descriptor) -> bool:

@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from ..cache import clear_non_file
+from ..oserrors import naming
 from ..layercache.local import LocalLayerCache, blob_path, elf_members, write_elf_note
 from ..oci.image import Layer
 from ..oci.types import Descriptor
@@ -45,7 +47,7 @@ def _build_layer(ordered: list[Entry], blob_dir: Path, epoch: int, compression: 
     fd, tmp_name = tempfile.mkstemp(prefix=f".layer.{os.getpid()}.", suffix=".tmp",
                                     dir=blob_dir)
     try:
-        with os.fdopen(fd, "wb") as raw:
+        with naming(tmp_name), os.fdopen(fd, "wb") as raw:
             compressed = HashingWriter(raw)
             if compression == "none":  # the blob is the tar: one sha256 is both digests
                 packer, uncompressed = None, compressed
@@ -58,6 +60,7 @@ def _build_layer(ordered: list[Entry], blob_dir: Path, epoch: int, compression: 
             if packer is not None:
                 packer.close()
         final = blob_path(blob_dir, compressed.digest)
+        clear_non_file(final)
         os.replace(tmp_name, final)
         write_elf_note(blob_dir, uncompressed.digest, stats.elf)
     except BaseException:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import shutil
 from pathlib import Path
 
+from ..cache import read_record, write_record
 from ..errors import InputError
 from ..oci.image import Layer
-from ..sinks.atomic import atomic_file
 from .entries import Entry, Kind, image_path
 from .whiteouts import WHITEOUT, apply_whiteouts, whiteout_target
 
@@ -149,24 +148,20 @@ def _entries(rows: list[list], elf_opener) -> list[Entry]:
 
 def _read_index(record: Path) -> tuple[list[list], int] | None:
     """The rows and tar length kept in ``record``; None when it is missing or not ours."""
-    try:
-        data = json.loads(record.read_bytes())
-        rows = data["rows"] if data.get("format") == INDEX_FORMAT else None
-        tar_bytes = data["tar_bytes"]
-        if isinstance(rows, list) and isinstance(tar_bytes, int) and all(
-                isinstance(r, list) and len(r) == 8 and r[1] in _KINDS for r in rows):
-            return rows, tar_bytes
-    except (OSError, ValueError, AttributeError, KeyError):
-        pass
+    data = read_record(record)
+    if not isinstance(data, dict) or data.get("format") != INDEX_FORMAT:
+        return None
+    rows, tar_bytes = data.get("rows"), data.get("tar_bytes")
+    if isinstance(rows, list) and isinstance(tar_bytes, int) and all(
+            _valid_row(r) for r in rows):
+        return rows, tar_bytes
     return None
 
 
 def _write_index(record: Path, rows: list[list], tar_bytes: int) -> None:
     """Keep the index (write then rename); a cache that cannot be written is skipped."""
     try:
-        with atomic_file(record) as out:
-            out.write(json.dumps({"format": INDEX_FORMAT, "tar_bytes": tar_bytes,
-                                  "rows": rows}, separators=(",", ":")).encode())
+        write_record(record, {"format": INDEX_FORMAT, "tar_bytes": tar_bytes, "rows": rows})
     except OSError:
         pass
 
@@ -210,18 +205,37 @@ def row_entries(rows: object, layer: Layer, workdir: Path) -> list[Entry]:
     """The entries :func:`entry_rows` described; ELF files open their copy from
     ``layer``'s blob (read on the first open). Raises ValueError for rows that are
     not such a description (a record is read from elsewhere)."""
-    def valid(r: object) -> bool:
-        return (isinstance(r, list) and len(r) == 8 and r[1] in _KINDS
-                and isinstance(r[0], str) and _normal(r[0])
-                and all(isinstance(v, int) for v in r[2:6]) and isinstance(r[6], str))
-
-    if not isinstance(rows, list) or not all(valid(r) for r in rows):
+    if not isinstance(rows, list) or not all(_valid_row(r) for r in rows):
         raise ValueError("malformed entry rows")
     return _entries(rows, _ElfCopies(layer, workdir).opener)
 
 
-def _normal(path: str) -> bool:
-    try:
-        return image_path(path) == path
-    except InputError:
+def _valid_row(r: object) -> bool:
+    """A row as :func:`_scan` makes them (a record may have been damaged or planted)."""
+    if not (isinstance(r, list) and len(r) == 8):
         return False
+    path, kind, mode, uid, gid, size, target, content = r
+    return (kind in _KINDS and type(path) is str and _normal(path)
+            and type(mode) is int and type(uid) is int and type(gid) is int
+            and type(size) is int and min(mode, uid, gid, size) >= 0 and type(target) is str
+            and (content is None or content is True or _base64(content)))
+
+
+def _base64(text: object) -> bool:
+    try:
+        base64.b64decode(text, validate=True)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _normal(path: str) -> bool:
+    """Whether ``path`` is a normalized image path (what :func:`image_path` returns),
+    checked with string operations: this runs for every row of every cached index."""
+    if path == "/":
+        return True
+    if not path.startswith("/") or path.endswith("/") or "\0" in path or "//" in path:
+        return False
+    if "/." not in path:
+        return True
+    return not any(part in (".", "..") for part in path.split("/"))

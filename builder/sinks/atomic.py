@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from ..errors import InputError
+from ..oserrors import naming
 
 
 @contextlib.contextmanager
@@ -35,7 +36,7 @@ def atomic_file(path: Path, *, remove_stale: bool = False) -> Iterator[BinaryIO]
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
                                dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with naming(path), os.fdopen(fd, "wb") as out:
             yield out
         os.chmod(tmp, 0o644)
         check_file_output(path, None)  # nothing took its place while we wrote

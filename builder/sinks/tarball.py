@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from ..cache import file_status
+from ..cache import file_status, read_record, write_record
 from ..errors import ImageError
 from ..layers.entries import Kind
 from ..layers.tarwriter import BLOCK, RECORD, tar_header
@@ -136,10 +136,7 @@ def _archive_identity(members: list[tuple[str, int, Callable[[], BinaryIO]]],
 
 
 def _stamp_matches(stamp: Path, path: Path, identity: str) -> bool:
-    try:
-        record = json.loads(stamp.read_bytes())
-    except (OSError, ValueError):
-        return False
+    record = read_record(stamp)
     status = file_status(path)
     return (isinstance(record, dict) and status is not None
             and record.get("identity") == identity and record.get("status") == status)
@@ -147,11 +144,9 @@ def _stamp_matches(stamp: Path, path: Path, identity: str) -> bool:
 
 def _record_stamp(stamp: Path, path: Path, identity: str) -> None:
     """Note what ``path`` now holds; a stamp that cannot be written costs a rewrite."""
-    status = file_status(path)
     try:
-        with atomic_file(stamp) as out:
-            out.write(json.dumps({"path": os.path.abspath(path), "identity": identity,
-                                  "status": status}).encode())
+        write_record(stamp, {"path": os.path.abspath(path), "identity": identity,
+                             "status": file_status(path)})
     except OSError:
         pass
 

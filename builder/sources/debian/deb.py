@@ -58,6 +58,7 @@ def ar_members(f: BinaryIO, what: str) -> list[ArMember]:
         raise DebianError(f"{what}: not a .deb (no ar header)")
     out: list[ArMember] = []
     pos = 8
+    end = f.seek(0, io.SEEK_END)
     while True:
         f.seek(pos)
         header = f.read(60)
@@ -66,10 +67,14 @@ def ar_members(f: BinaryIO, what: str) -> list[ArMember]:
         if len(header) != 60 or header[58:60] != b"`\n":
             raise DebianError(f"{what}: corrupt ar member header at offset {pos}")
         name = header[:16].decode("ascii", "replace").strip().rstrip("/")
-        try:
-            size = int(header[48:58].decode("ascii").strip())
-        except ValueError as e:
-            raise DebianError(f"{what}: corrupt ar member size at offset {pos}") from e
+        field = header[48:58].rstrip(b" ")
+        # decimal digits only: "-60" would never move on, int() also takes "+5" and "1_0"
+        if not field.isdigit() or not field.isascii():
+            raise DebianError(f"{what}: corrupt ar member size {field!r} at offset {pos}")
+        size = int(field)
+        if pos + 60 + size > end:
+            raise DebianError(f"{what}: ar member {name!r} at offset {pos} claims {size} "
+                              f"bytes; the file ends {end - pos - 60} bytes after its header")
         out.append(ArMember(name, pos + 60, size))
         pos += 60 + size + (size & 1)
 

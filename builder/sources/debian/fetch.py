@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from ...cache import file_sha256
+from ...cache import clear_non_file, file_sha256, read_record
 from ...errors import DebianError, DigestMismatchError
 from ...layers.entries import Kind
 from ...progress import NullProgress, Progress
@@ -111,9 +111,9 @@ class DebCache:
     def members(self, pkg: LockedPackage, deb: Path) -> tuple[dict[str, bytes], list[Member]]:
         """The control files and data members of a cached ``.deb`` (memoized on disk)."""
         index = self.debs / f"{pkg.sha256}.members.json"
-        if index.is_file():
+        doc = read_record(index)
+        if isinstance(doc, dict):
             try:
-                doc = json.loads(index.read_text())
                 if doc.get("v") == _MEMBERS_VERSION:
                     members = [Member(m[0], Kind(m[1]), m[2], m[3], m[4], m[5], m[6], m[7])
                                for m in doc["members"]]
@@ -134,6 +134,7 @@ class DebCache:
         try:
             with os.fdopen(fd, "w") as out:
                 json.dump(doc, out)
+            clear_non_file(index)
             os.replace(tmp_name, index)
         finally:
             if os.path.exists(tmp_name):

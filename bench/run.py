@@ -208,9 +208,10 @@ def write_flat_manifest(path: Path, tree: Path) -> None:
 # -- the registry ------------------------------------------------------------------------
 
 def start_registry(root: Path):
-    """``docker-registry serve`` on a free loopback port: the tests' own fixture."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from registry_fixtures import start_registry as start  # type: ignore[import-not-found]
+    """``docker-registry serve`` on a free loopback port (peers/registry.py, which the
+    tests use too; no pytest needed)."""
+    sys.path.insert(0, str(ROOT))
+    from peers.registry import start_registry as start
 
     return start(root)
 

@@ -24,7 +24,6 @@ import http.client
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import tarfile
@@ -36,25 +35,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-import requests
 
 from builder.oci.image import Image, Layer, append_layers, empty_image
 from builder.oci.types import Descriptor, MediaType, Platform
+from peers.registry import MissingTool, Registry, free_port, self_signed  # noqa: F401
+from peers.registry import require as _require
+from peers.registry import start_registry as _start_registry
 
-INSTALL = "apt-get install -y docker-registry apache2-utils skopeo"
 
 
 def require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        pytest.fail(f"{tool} is not installed; install it with: {INSTALL}", pytrace=False)
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """The path of ``tool``; a missing one fails the test with the install command."""
+    try:
+        return _require(tool)
+    except MissingTool as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 # -- images ---------------------------------------------------------------------
@@ -108,92 +103,15 @@ def big_layer(tmp: Path, size: int) -> Layer:
 
 
 # -- the registry -----------------------------------------------------------------
-
-@dataclass
-class Registry:
-    host: str
-    root: Path
-    proc: subprocess.Popen
-    log: Path
-
-    @property
-    def port(self) -> int:
-        return int(self.host.rsplit(":", 1)[1])
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def self_signed(tmp: Path, ip: str = "127.0.0.1") -> tuple[Path, Path]:
-    """A self-signed server certificate (and key) for ``ip``, as PEM files."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ip)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(
-                ipaddress.ip_address(ip))]), critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp / "tls.crt", tmp / "tls.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.TraditionalOpenSSL,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
+# (peers/registry.py: shared with bench/run.py, which must run without pytest)
 
 def start_registry(tmp: Path, auth: dict[str, Any] | None = None,
                    tls: bool = False) -> Registry:
-    """Start ``docker-registry serve`` on a free loopback port; wait until it answers."""
-    exe = require("docker-registry")
-    tmp.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    root = tmp / "storage"
-    root.mkdir(exist_ok=True)
-    config: dict[str, Any] = {
-        "version": 0.1,
-        "log": {"level": "info", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root)}, "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}", "secret": "ocibuild-test-secret"},
-    }
-    if auth:
-        config["auth"] = auth
-    if tls:
-        cert, key = self_signed(tmp)
-        config["http"]["tls"] = {"certificate": str(cert), "key": str(key)}
-    cfg = tmp / "config.yml"
-    cfg.write_text(json.dumps(config))  # JSON is YAML
-    log = tmp / "registry.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([exe, "serve", str(cfg)], stdout=out, stderr=subprocess.STDOUT)
-    reg = Registry(f"127.0.0.1:{port}", root, proc, log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"docker-registry exited: {log.read_text()[-2000:]}")
-        try:
-            requests.get(f"{'https' if tls else 'http'}://{reg.host}/v2/", timeout=1,
-                         verify=False)
-            return reg
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    reg.stop()
-    raise RuntimeError(f"docker-registry did not start: {log.read_text()[-2000:]}")
+    """:func:`peers.registry.start_registry`; a missing tool fails the test."""
+    try:
+        return _start_registry(tmp, auth, tls)
+    except MissingTool as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 def htpasswd_file(tmp: Path, users: dict[str, str]) -> Path:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..errors import FreezeError, InputError
+from ..humanize import count
 from ..layers.entries import Entry
 from .app_code import AppCode, scan_app
 from .files import tree_entries
@@ -198,7 +199,7 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
             from .elfstrip import strip_tree  # pyelftools: only when freezing
 
             report = strip_tree(produced, skip=(exe,), runner=runner)
-            log(f"pyinstaller: stripped {len(report.stripped)} files, saved "
+            log(f"pyinstaller: stripped {count(len(report.stripped), 'file')}, saved "
                 f"{report.saved / 1e6:.1f} MB; kept {len(report.kept)} unstripped "
                 f"(strip would break them)")
         if options.mode == "onedir":

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from debian_fixtures import gpg_key, mirror, tiny_archive, write_definition  # noqa: F401
 from registry_fixtures import registry  # noqa: F401 - fixture
 
 from builder.progress import PlainProgress, streaming_runner
@@ -251,3 +252,28 @@ def test_the_iris_build_hides_the_known_harmless_scipy_warning(iris_image):
     assert "scipy.special._cdflib" not in log
     assert "pyinstaller: 1 known-harmless PyInstaller warning hidden (--verbose shows them)" \
         in log
+
+
+def test_each_debian_package_download_gets_a_line(tmp_path, mirror, tiny_archive):  # noqa: F811
+    """Through a real (loopback) HTTP mirror: one row per .deb, with its bytes."""
+    from builder.sources.debian import base_entries, load_base_definition, lock_base
+    from builder.sources.debian.base import load_lock
+
+    definition = load_base_definition(write_definition(tmp_path, tiny_archive,
+                                                       ["app", "ca-certificates", "tzdata"],
+                                                       exclude=["debconf"]))
+    lock_base(definition, mirror, cache_dir=tmp_path / "locked")
+    lock = load_lock(definition)
+    stream, clock = io.StringIO(), _Clock()
+    base_entries(definition, lock, tmp_path / "cache", mirror=mirror,
+                 progress=PlainProgress(stream, clock=clock, heartbeat=False))
+    lines = stream.getvalue().splitlines()
+    assert sorted(line.split(" (")[0] for line in lines) == sorted(
+        f"done  download {p.name} {p.version}" for p in lock.packages)
+    for p in lock.packages:
+        line = next(x for x in lines if x.startswith(f"done  download {p.name} "))
+        assert f"({p.size} B, " in line or "kB, " in line, line
+    stream.truncate(0)
+    base_entries(definition, lock, tmp_path / "cache", mirror=mirror,
+                 progress=PlainProgress(stream, clock=clock, heartbeat=False))
+    assert stream.getvalue() == ""   # cached: nothing downloaded, nothing said

@@ -53,14 +53,14 @@ def lock_base(definition: BaseDefinition, mirror: str | None = None, *,
     urls = {suite: find_mirror(suite, mirror) for suite in definition.suites}
     locks = [_resolve_lock(definition.for_architecture(arch), urls, cache_dir=cache_dir,
                            transport=transport, prefetch=prefetch,
-                           check_valid_until=check_valid_until)
+                           check_valid_until=check_valid_until, progress=progress)
              for arch in definition.all_architectures]
     return write_lock(locks if definition.architectures else locks[0], definition.lock_path)
 
 
 def _resolve_lock(definition: BaseDefinition, urls: dict[str, str], *,
                   cache_dir: Path | None, transport: Transport | None, prefetch: bool,
-                  check_valid_until: bool) -> Lock:
+                  check_valid_until: bool, progress: Progress | None) -> Lock:
     """The lock of ``definition`` for its (one) ``architecture``."""
     archives = [load_index(urls[suite], suite, definition.components, definition.architecture,
                            definition.keyring, transport, check_valid_until=check_valid_until)

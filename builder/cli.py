@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import OcibuildError, redact
+from .errors import OcibuildError, printable, redact
 from .humanize import count as _count
 from .humanize import short_digest as _short
 from .humanize import size as _human
@@ -776,7 +776,8 @@ def _describe_os_error(e: OSError, args: argparse.Namespace) -> str:
 
     cache = getattr(args, "cache_dir", None) or default_cache_dir()
     return describe(e, [("the output", getattr(args, "output", None)), ("the cache", cache),
-                        ("the temporary directory", tempfile.gettempdir())])
+                        ("the temporary directory",
+                         os.path.join(tempfile.gettempdir(), "ocibuild-"))])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -792,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return func(args)
     except OcibuildError as e:
-        _err(f"error: {e}")
+        _err(f"error: {printable(str(e))}")
         return EXIT_USER
     except _Terminated:
         _err("terminated")
@@ -803,7 +804,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except OSError as e:
-        _err(f"error: {_describe_os_error(e, args)}")
+        _err(f"error: {printable(_describe_os_error(e, args))}")
         return EXIT_USER
     finally:
         _on_sigterm(previous)

@@ -22,7 +22,8 @@ from __future__ import annotations
 import re
 
 MAX_ECHO_CHARS = 1000
-"""Longest line of a manifest error: a hostile value echoed in it is cut in the middle."""
+"""Longest line of an error message: a hostile value (or a 4 kB path) echoed in it is cut
+in the middle."""
 
 
 def printable(text: str, limit: int = MAX_ECHO_CHARS) -> str:

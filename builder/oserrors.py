@@ -17,7 +17,9 @@ from typing import Iterator, Sequence
 FULL_BELOW = 1024 * 1024
 """A filesystem with less than this many bytes free counts as the full one."""
 
-Place = tuple[str, "str | os.PathLike[str] | None"]   # ("the cache", "/home/me/.cache/…")
+Place = tuple[str, "str | os.PathLike[str] | None"]
+"""("the cache", "/home/me/.cache/ocibuild"); a path ending in ``-`` is a name prefix
+("the temporary directory", "/tmp/ocibuild-": every temporary directory ocibuild makes)."""
 
 
 def describe(e: OSError, places: Sequence[Place]) -> str:
@@ -59,6 +61,11 @@ def _role(path: str, places: Sequence[Place]) -> str | None:
         if place is None:
             continue
         where = os.path.realpath(place)
+        if os.fspath(place).endswith("-"):  # a name prefix: <tmp>/ocibuild-*
+            if real.startswith(os.path.join(os.path.realpath(os.path.dirname(place)),
+                                            os.path.basename(place))):
+                return role
+            continue
         if real == where or real.startswith(where.rstrip("/") + "/"):
             return role
         # the temporary file an output is written to before its rename

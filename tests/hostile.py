@@ -156,9 +156,11 @@ def snapshot(*roots: Path, skip: Iterable[Path] = ()) -> dict[str, tuple]:
     skipped = {os.path.abspath(p) for p in skip}
     out: dict[str, tuple] = {}
 
-    def visit(path: str) -> None:
+    stack = [os.path.abspath(root) for root in reversed(roots)]
+    while stack:  # not recursive: a tree may be thousands of levels deep
+        path = stack.pop()
         if path in skipped:
-            return
+            continue
         st = os.lstat(path)
         extra: object = None
         if stat.S_ISREG(st.st_mode):
@@ -175,11 +177,8 @@ def snapshot(*roots: Path, skip: Iterable[Path] = ()) -> dict[str, tuple]:
                      st.st_ino, None if stat.S_ISDIR(st.st_mode) else st.st_size,
                      None if stat.S_ISDIR(st.st_mode) else st.st_mtime_ns, extra)
         if stat.S_ISDIR(st.st_mode):
-            for name in sorted(os.listdir(path)):
-                visit(os.path.join(path, name))
-
-    for root in roots:
-        visit(os.path.abspath(root))
+            stack.extend(os.path.join(path, name) for name in sorted(os.listdir(path),
+                                                                       reverse=True))
     return out
 
 

@@ -113,11 +113,15 @@ def test_a_full_disk_without_a_file_name_is_found_by_its_filesystem(tmp_path, sm
 
 
 def test_an_error_in_the_temporary_directory_says_so(tmp_path):
-    tmp = tmp_path / "tmp"
-    message = describe(OSError(errno.ENOSPC, "No space left on device", str(tmp / "x/elf-1")),
-                       [("the output", tmp_path / "o.tar"), ("the cache", tmp_path / "c"),
-                        ("the temporary directory", tmp)])
-    assert message == f"the temporary directory {tmp}/x/elf-1: No space left on device"
+    places = [("the output", tmp_path / "o.tar"), ("the cache", tmp_path / "c"),
+              ("the temporary directory", f"{tmp_path}/ocibuild-")]
+    ours = tmp_path / "ocibuild-x1y2" / "elf-1"
+    assert describe(OSError(errno.ENOSPC, "No space left on device", str(ours)), places) == \
+        f"the temporary directory {ours}: No space left on device"
+    # a source that merely lies in the temporary directory is not blamed on it
+    theirs = tmp_path / "project" / "big.bin"
+    assert describe(OSError(errno.ENOSPC, "No space left on device", str(theirs)), places) == \
+        f"{theirs}: No space left on device"
 
 
 def test_a_cache_dir_that_is_a_fifo_is_one_error_naming_the_cache(tmp_path):

@@ -156,3 +156,72 @@ def test_sources_inside_the_folder_and_links_kept_as_links_give_no_warning(tmp_p
                                "{src: ./sub/../sub/f, dest: /f}]", "--strict")
     assert outcome.code == 0, outcome.stderr
     assert _warnings(outcome) == []
+
+
+@pytest.fixture(autouse=True)
+def _remove_deep_trees(tmp_path):
+    """shutil.rmtree (and so pytest's clean-up) recurses per level: unmake deep trees."""
+    yield
+    for tree in (tmp_path / "src" / "tree", tmp_path / "proj" / "app" / "tree"):
+        if (tree / "a").is_dir() and not (tree / "a").is_symlink():
+            _unnest(tree)
+
+
+def _unnest(root):
+    """Remove ``root/a/a/…/a`` bottom up, through descriptors."""
+    fds = [os.open(root, os.O_RDONLY)]
+    try:
+        while True:
+            try:
+                fds.append(os.open("a", os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY,
+                                   dir_fd=fds[-1]))
+            except OSError:
+                break
+        while len(fds) > 1:  # fds[-1] is the deepest, empty directory
+            os.close(fds.pop())
+            os.rmdir("a", dir_fd=fds[-1])
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _nest(root, depth):
+    """``root/a/a/…/a`` ``depth`` levels deep, made relative to descriptors (the full
+    path may be longer than PATH_MAX)."""
+    os.mkdir(root)
+    fd = os.open(root, os.O_RDONLY)
+    try:
+        for _ in range(depth):
+            os.mkdir("a", dir_fd=fd)
+            inner = os.open("a", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+
+
+def test_a_src_tree_1500_levels_deep_builds_without_recursion_error(tmp_path):
+    src = tmp_path / "proj" / "app"
+    src.mkdir(parents=True)
+    _nest(src / "tree", 1500)
+    outcome = run_cli(["build", _manifest(src, "files: [{src: tree, dest: /t}]"), "-o",
+                       tmp_path / "out.tar", "--json", "-q"], cwd=src)
+    check_bounded(outcome)
+    assert outcome.code == 0, outcome.stderr[-2000:]
+
+
+def test_a_src_tree_deeper_than_path_max_is_one_clear_error(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    _nest(src / "tree", 2200)  # no snapshot: its paths are longer than PATH_MAX
+    outcome = refused(["build", _manifest(src, "files: [{src: tree, dest: /t}]"), "-o",
+                       tmp_path / "out.tar"], cwd=src, match=r"File name too long")
+    assert "characters left out" in outcome.error and not (tmp_path / "out.tar").exists()
+
+
+def test_a_symlink_loop_inside_a_src_tree_goes_in_as_links(tmp_path):
+    src = tmp_path / "proj" / "app"
+    (src / "tree").mkdir(parents=True)
+    _loop(src / "tree")
+    outcome = _build(tmp_path, "files: [{src: tree, dest: /t}]")
+    assert outcome.code == 0, outcome.stderr

@@ -80,12 +80,9 @@ def check_file_output(path: Path, flag: str | None = "-o") -> None:
     ``-o /dev/null`` would replace the host's ``/dev/null``); writers call this before
     any work is done, and :func:`atomic_file` again before it renames.
     """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    st = _existing(path, flag)
+    if st is None:
         return
-    except OSError as e:
-        raise InputError(f"{_name(flag, path)}: cannot use it as an output: {e.strerror}") from e
     if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
         return
     raise InputError(f"{_name(flag, path)}: is {_kind(st.st_mode)}, not a regular file; refusing "
@@ -95,12 +92,9 @@ def check_file_output(path: Path, flag: str | None = "-o") -> None:
 def check_dir_output(path: Path, flag: str | None = "-o") -> None:
     """Refuse to replace ``path`` with a layout directory unless it does not exist, is
     empty, or holds nothing but an OCI image layout (see :func:`_foreign_entry`)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    st = _existing(path, flag)
+    if st is None:
         return
-    except OSError as e:
-        raise InputError(f"{_name(flag, path)}: cannot use it as an output: {e.strerror}") from e
     if not stat.S_ISDIR(st.st_mode):
         raise InputError(f"{_name(flag, path)}: is {_kind(st.st_mode)}, not an OCI layout "
                          "directory; refusing to replace it (remove it or choose another -o)")
@@ -136,6 +130,16 @@ def _foreign_entry(path: Path) -> str | None:
                 if not _BLOB_NAME.fullmatch(blob) or not stat.S_ISREG(st.st_mode):
                     return f"it holds 'blobs/sha256/{blob}'"
     return None
+
+
+def _existing(path: Path, flag: str | None) -> os.stat_result | None:
+    """``lstat`` of an output path; None if there is nothing there yet."""
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise InputError(f"{_name(flag, path)}: cannot use it as an output: {e.strerror}") from e
 
 
 def _name(flag: str | None, path: Path) -> str:

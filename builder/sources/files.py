@@ -93,8 +93,19 @@ def _walk(host: str, base: str, out: list[Entry], mode: int | None, uid: int, gi
     a directory has no ``/`` and is never ``.`` or ``..``, so ``base + "/" + name``
     is already a normalized image path below ``base``: no :func:`image_path` call.
     Members are listed and stat'ed relative to the directory's descriptor, which
-    spares the kernel a lookup of every parent per file.
+    spares the kernel a lookup of every parent per file. The walk keeps its own
+    stack, so a tree nested thousands of levels deep is no RecursionError.
     """
+    stack = [(host, base)]
+    while stack:
+        host, base = stack.pop()
+        dirs = _list(host, base, out, mode, uid, gid, dir_mode)
+        stack.extend((host + "/" + name, base + "/" + name) for name in reversed(dirs))
+
+
+def _list(host: str, base: str, out: list[Entry], mode: int | None, uid: int, gid: int,
+          dir_mode: int) -> list[str]:
+    """Append the members of one host dir; return its subdirectories to walk into."""
     dirs: list[tuple[str, bool]] = []
     others: list[os.DirEntry[str]] = []
     files: list[tuple[str, os.stat_result | None]] = []
@@ -129,9 +140,7 @@ def _walk(host: str, base: str, out: list[Entry], mode: int | None, uid: int, gi
             out.append(_file_entry(host + "/" + name, base + "/" + name, st, mode, uid, gid))
         else:  # not a file, or gone since listed: _member says so, naming the full path
             out.append(_member(host + "/" + name, base + "/" + name, mode, uid, gid, dir_mode))
-    for name, is_link in dirs:
-        if not is_link:
-            _walk(host + "/" + name, base + "/" + name, out, mode, uid, gid, dir_mode)
+    return [name for name, is_link in dirs if not is_link]
 
 
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)

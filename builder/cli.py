@@ -261,8 +261,8 @@ def cmd_push(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         blobs = result["blobs"]
-        _err(f"blobs: {blobs['uploaded']} uploaded, {blobs['mounted']} mounted, "
-             f"{blobs['skipped']} already there")
+        _err(f"blobs: {blobs['uploaded']} uploaded ({_human(blobs['bytes_uploaded'])}), "
+             f"{blobs['mounted']} mounted, {blobs['skipped']} already there")
         for ref in result["pinned"]:
             print(ref)
     return EXIT_OK

@@ -51,8 +51,9 @@ class ClientPool:
         return self._clients[registry]
 
     def totals(self) -> dict[str, int]:
-        """Blob counts over every registry used: uploaded, mounted, skipped."""
-        out = {"uploaded": 0, "mounted": 0, "skipped": 0}
+        """Blob counts over every registry used: uploaded, mounted, skipped, and the
+        bytes uploaded."""
+        out = {"uploaded": 0, "mounted": 0, "skipped": 0, "bytes_uploaded": 0}
         for client in self._clients.values():
             for key in out:
                 out[key] += getattr(client.stats, key)

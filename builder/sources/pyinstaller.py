@@ -45,7 +45,7 @@ PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-c
 
 MODES = ("onedir", "onefile")
 _KEY_VERSION = "4"  # bump when the layout or the PyInstaller command line changes
-_DIST_VERSION = "3"  # bump when what a freeze checks or keeps changes (the venv stays)
+_DIST_VERSION = "4"  # bump when what a freeze checks or keeps changes (the venv stays)
 _SKIP_DIRS = {"__pycache__", ".git", ".hg", ".svn", ".tox", ".venv", "venv", "build", "dist",
               ".mypy_cache", ".pytest_cache"}
 _SOURCE_SUFFIXES = (".py", ".pyw", ".so", ".pth")

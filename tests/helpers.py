@@ -28,6 +28,15 @@ def cli(*args: str, capsys=None) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def build_json(manifest: Path, out: Path, cache: Path, capsys) -> tuple[dict, str]:
+    """``ocibuild build MANIFEST -o OUT --json --cache-dir CACHE``, which must succeed:
+    its JSON summary and its stderr."""
+    code, stdout, stderr = cli("build", manifest, "-o", out, "--json", "--cache-dir", cache,
+                               capsys=capsys)
+    assert code == 0, stderr
+    return json.loads(stdout), stderr
+
+
 def validate_image(image: Image) -> None:
     """Every layer's bytes match its digest, size and diff_id; config matches manifest."""
     assert len(image.config["rootfs"]["diff_ids"]) == len(image.layers)

@@ -20,7 +20,7 @@ from builder.sources.app_code import scan_app
 from builder.sources.bundle_plan import DIST_LAYER_MIN_BYTES, plan_bundle
 from builder.sources.launcher import launcher_source
 from conftest import copy_iris
-from helpers import cli, write
+from helpers import build_json, write
 from runtime import prepare_bundle, runc_start_detached, runc_stop, unpack
 from test_iris_freeze import SAMPLE, free_port, post_when_up
 
@@ -140,15 +140,6 @@ def test_planner_gives_small_distributions_one_shared_layer() -> None:
 # -- end to end: iris ------------------------------------------------------------------
 
 
-
-def _build(manifest: Path, out: Path, cache: Path, capsys: pytest.CaptureFixture[str]
-           ) -> tuple[dict, str]:
-    code, stdout, stderr = cli("build", manifest, "-o", out, "--json", "--cache-dir", cache,
-                               capsys=capsys)
-    assert code == 0, stderr
-    return json.loads(stdout), stderr
-
-
 def _digests(summary: dict) -> dict[str, str]:
     return {layer["name"]: layer["digest"] for layer in summary["layers"]}
 
@@ -184,7 +175,7 @@ def test_a_code_change_reuses_every_dependency_layer_and_serves_the_new_code(
                                            "return jsonify(result=int(model.predict([data])[0]),"
                                            " edited=True)"))
     started = time.monotonic()
-    summary, log = _build(manifest, tmp_path / "edited.tar", iris_image["cache"], capsys)
+    summary, log = build_json(manifest, tmp_path / "edited.tar", iris_image["cache"], capsys)
     assert time.monotonic() - started < 30
     assert "freezing" not in log and "creating build venv" not in log
     before, after = _digests(iris_image["summary"]), _digests(summary)
@@ -211,7 +202,7 @@ def test_a_new_import_reanalyses_the_dependencies_and_the_image_serves_it(
         "return jsonify(result=int(model.predict([data])[0]))",
         "return jsonify(result=int(model.predict([data])[0]), "
         "sqlite=sqlite3.connect(':memory:').execute('select 40 + 2').fetchone()[0])"))
-    summary, log = _build(manifest, tmp_path / "new-import.tar", iris_image["cache"], capsys)
+    summary, log = build_json(manifest, tmp_path / "new-import.tar", iris_image["cache"], capsys)
     assert "freezing app.py" in log and "creating build venv" not in log
     before, after = _digests(iris_image["summary"]), _digests(summary)
     assert after["app:stdlib"] != before["app:stdlib"]  # sqlite3's modules are in it now

@@ -9,16 +9,13 @@ digest too. (What a code change rebuilds: test_frozen_app_layers.py.)
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from builder.cli import main
-from helpers import cli
+from helpers import build_json
 from runtime import podman, prepare_bundle, unpack
 from conftest import copy_iris
 from test_iris_freeze import free_port, predict_in_runc
@@ -27,14 +24,6 @@ IRIS = Path(__file__).resolve().parent.parent / "examples" / "iris"
 
 # The cc base needs the Debian archive the host's apt sources name (for its .debs).
 pytestmark = [pytest.mark.slow, pytest.mark.network]
-
-
-def _build(manifest: Path, out: Path, cache: Path, capsys: pytest.CaptureFixture[str]
-           ) -> tuple[dict, str]:
-    code, stdout, stderr = cli("build", manifest, "-o", out, "--json", "--cache-dir", cache,
-                               capsys=capsys)
-    assert code == 0, stderr
-    return json.loads(stdout), stderr
 
 
 @pytest.fixture
@@ -48,7 +37,7 @@ def test_iris_image_serves_predictions_under_runc(cold: dict, tmp_path: Path) ->
     assert summary["user"] == "65532:65532"  # nonroot, through the cc base's /etc/passwd
     assert [layer["name"] for layer in summary["layers"]] == [
         "base", "app:python", "app:numpy", "app:scikit-learn", "app:scipy", "app:packages",
-        "app:modules", "app", "model"]
+        "app:stdlib", "app:modules", "app", "model"]
     assert "from the build host" not in cold["log"]  # Debian's glibc satisfies the closure
     bundle = unpack(cold["tar"], tmp_path)
     rootfs = bundle / "rootfs"
@@ -67,7 +56,7 @@ def test_podman_loads_the_iris_image(cold: dict, tmp_path: Path) -> None:
 
 def test_warm_rebuild_runs_neither_pip_nor_pyinstaller(cold: dict, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    summary, log = _build(cold["manifest"], tmp_path / "again.tar", cold["cache"], capsys)
+    summary, log = build_json(cold["manifest"], tmp_path / "again.tar", cold["cache"], capsys)
     assert summary["digest"] == cold["summary"]["digest"]
     details = {layer["name"]: layer for layer in summary["layers"]}
     assert details["app:modules"]["detail"].endswith("(cached)")
@@ -83,7 +72,7 @@ def test_cold_build_elsewhere_gives_the_same_digest(
     cache = tmp_path / "cache"
     shutil.copytree(cold["cache"] / "pyinstaller" / "venv", cache / "pyinstaller" / "venv",
                     symlinks=True)
-    summary, log = _build(manifest, tmp_path / "b.tar", cache, capsys)
+    summary, log = build_json(manifest, tmp_path / "b.tar", cache, capsys)
     assert "freezing app.py" in log
     assert summary["digest"] == cold["summary"]["digest"]
 
@@ -92,7 +81,7 @@ def test_iris_on_scratch_takes_libraries_from_the_host(cold: dict, tmp_path: Pat
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     """``ocibuild.scratch.yaml``: the host's glibc completes the closure; the app layer is
     the very same as on the cc base (the freeze is cached and reproducible)."""
-    summary, log = _build(IRIS / "ocibuild.scratch.yaml", tmp_path / "s.tar", cold["cache"],
+    summary, log = build_json(IRIS / "ocibuild.scratch.yaml", tmp_path / "s.tar", cold["cache"],
                           capsys)
     names = [layer["name"] for layer in summary["layers"]]
     assert names[-3:] == ["app", "model", "libraries"] and "from the build host" in log

@@ -111,26 +111,33 @@ class FrozenApp:
     app: AppCode | None = None
 
 
-def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = subprocess.run,
-           log: Log = lambda message: None, source_date_epoch: int | None = None) -> FrozenApp:
-    """Freeze ``options.entry``; reuse the cached output when no input changed.
+@dataclass(frozen=True)
+class FreezePlan:
+    """What a freeze will do, known before pip or PyInstaller run: its cache key
+    (``key``, content only: it travels between machines), the app's own code (None
+    for onefile), the options PyInstaller's analysis gets, the launcher script."""
 
-    A onedir app is frozen *split*: PyInstaller freezes a generated launcher
-    whose only knowledge of the app is its import set (:mod:`.app_code`,
-    :mod:`.launcher`), so the cached dependencies serve every code change that
-    imports nothing new; the app's own files are returned in ``FrozenApp.app``.
-    A onefile app is frozen whole, as one executable.
+    options: PyInstallerOptions
+    analysed: PyInstallerOptions
+    app: AppCode | None
+    venv_key: str
+    key: str
+    script: str | None
+    epoch: int
 
-    ``source_date_epoch`` (default: ``$SOURCE_DATE_EPOCH``, else 0) is given to pip
-    and PyInstaller and is part of the cache key. Raises :class:`InputError` for a
-    missing entry or requirements file, :class:`FreezeError` when venv, pip or
-    PyInstaller fail (with the log's tail and a likely fix).
-    """
+    @property
+    def library_dirs(self) -> tuple[str, ...]:
+        return ("_internal",) if self.options.mode == "onedir" else ()
+
+
+def plan_freeze(options: PyInstallerOptions, *, runner: Runner = subprocess.run,
+                source_date_epoch: int | None = None) -> FreezePlan:
+    """Scan the app and compute the freeze's keys (no pip, no PyInstaller; a process
+    only to ask a foreign ``options.python`` its version)."""
     _check_inputs(options)
     epoch = _epoch(source_date_epoch)
     app = _scan_own_code(options) if options.mode == "onedir" else None
     analysed = _without_own_modules(options, app)
-    python = options.python or sys.executable
     python_id = _python_identity(options.python, runner)
     venv_key = _digest({"v": _KEY_VERSION, "python": python_id, "pins": PYINSTALLER_PINS,
                         "requirements": _file_digest(options.requirements)})
@@ -140,9 +147,33 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
                         "sources": _tree_digest(options, whole_app=app is None),
                         "launcher": script,
                         "options": _options_for_key(analysed)})
+    return FreezePlan(options, analysed, app, venv_key, dist_key, script, epoch)
+
+
+def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = subprocess.run,
+           log: Log = lambda message: None, source_date_epoch: int | None = None,
+           plan: FreezePlan | None = None) -> FrozenApp:
+    """Freeze ``options.entry``; reuse the cached output when no input changed.
+
+    A onedir app is frozen *split*: PyInstaller freezes a generated launcher
+    whose only knowledge of the app is its import set (:mod:`.app_code`,
+    :mod:`.launcher`), so the cached dependencies serve every code change that
+    imports nothing new; the app's own files are returned in ``FrozenApp.app``.
+    A onefile app is frozen whole, as one executable. ``plan`` is
+    :func:`plan_freeze`'s result when the caller already has it.
+
+    ``source_date_epoch`` (default: ``$SOURCE_DATE_EPOCH``, else 0) is given to pip
+    and PyInstaller and is part of the cache key. Raises :class:`InputError` for a
+    missing entry or requirements file, :class:`FreezeError` when venv, pip or
+    PyInstaller fail (with the log's tail and a likely fix).
+    """
+    plan = plan or plan_freeze(options, runner=runner, source_date_epoch=source_date_epoch)
+    app, analysed, script, epoch, dist_key = (plan.app, plan.analysed, plan.script,
+                                              plan.epoch, plan.key)
+    python = options.python or sys.executable
     cache_dir = Path(cache_dir)
     exe = options.name
-    lib_dirs = ("_internal",) if options.mode == "onedir" else ()
+    lib_dirs = plan.library_dirs
     dist = cache_dir / "dist" / dist_key
     warnings = dist.with_name(dist_key + ".warnings")
     for line in app.warnings if app is not None else ():
@@ -155,7 +186,7 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         return FrozenApp(dist, exe, True, dist_key, lib_dirs, app)
 
     env = _build_env(epoch)
-    venv = _ensure_venv(cache_dir / "venv" / venv_key, python, options.requirements,
+    venv = _ensure_venv(cache_dir / "venv" / plan.venv_key, python, options.requirements,
                         runner=runner, log=log, env=env)
     log(f"pyinstaller: freezing {options.entry.name} ({options.mode}"
         + (f", {len(app.imports)} imports of the app's code analysed)" if app else ")"))

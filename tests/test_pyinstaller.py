@@ -82,7 +82,7 @@ def test_frozen_app_runs_and_becomes_entries(tmp_path: Path, shared_cache: Path)
     assert entries["/app/_app/hello.py"].kind is Kind.FILE  # the app's own code, apart
     assert entries["/app"].kind is Kind.DIR
     assert entries["/app/hello"].kind is Kind.FILE and entries["/app/hello"].mode == 0o755
-    assert entries["/app/_internal/base_library.zip"].mode == 0o644
+    assert entries["/app/_internal/json/__init__.pyc"].mode == 0o644  # modules as files
     assert frozen.library_dirs == ("_internal",)
     assert all(e.uid == 0 and e.gid == 0 for e in entries.values())
 

@@ -475,14 +475,13 @@ def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path,
     lib_dirs = [posixpath.join(spec.dest, d) for d in frozen.library_dirs]
     bundle = bundle_entries(frozen, spec.dest)
     entry = spec.pyinstaller.entry.name
-    cached = " (cached)" if frozen.cached else ""
     if frozen.app is None:  # onefile: one executable, one layer
-        return [LayerPart(spec.name, bundle + entries, f"pyinstaller {entry}{cached}",
+        return [LayerPart(spec.name, bundle + entries, f"pyinstaller {entry} (onefile)",
                           frozen.cached)], lib_dirs
     groups = plan_bundle(bundle, spec.dest, frozen.executable,
                          distribution_owners(frozen.dist_dir / INTERNAL))
-    parts = [LayerPart(f"{spec.name}:{g.part}", list(g.entries), g.detail + cached,
-                       frozen.cached) for g in groups if g.part != "code"]
+    parts = [LayerPart(f"{spec.name}:{g.part}", list(g.entries), g.detail, frozen.cached)
+             for g in groups if g.part != "code"]
     code = [e for g in groups if g.part == "code" for e in g.entries]
     parts.append(LayerPart(spec.name, code + entries, f"pyinstaller {entry}: app code, "
                            + _count(code + entries)))

@@ -59,7 +59,7 @@ def test_warm_rebuild_runs_neither_pip_nor_pyinstaller(cold: dict, tmp_path: Pat
     summary, log = build_json(cold["manifest"], tmp_path / "again.tar", cold["cache"], capsys)
     assert summary["digest"] == cold["summary"]["digest"]
     details = {layer["name"]: layer for layer in summary["layers"]}
-    assert details["app:modules"]["detail"].endswith("(cached)")
+    assert details["app:modules"]["cache"] == "local"
     assert all(layer["cached"] for layer in summary["layers"])  # nothing re-tarred
     assert "creating build venv" not in log and "freezing" not in log
 

@@ -120,8 +120,9 @@ def build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
 
 
 ZSTD_WARNING = ("zstd layers need Docker 23 or later: Docker 20.10's `docker load` fails "
-                "with 'archive/tar: invalid tar header' (podman, containerd, skopeo and "
-                "registries read them); use compression: gzip for older Docker engines")
+                "on all but tiny ones with 'archive/tar: invalid tar header' (podman, "
+                "containerd, skopeo and registries read them); use compression: gzip for "
+                "older Docker engines")
 
 
 def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:

@@ -159,8 +159,8 @@ def test_docker_runs_iris_read_only_as_non_root_without_capabilities(
         proc.wait(30)
 
 
-def test_docker_stop_of_iris_takes_under_two_seconds(iris_in_docker, docker_engine,
-                                                     tmp_path):  # noqa: F811
+def test_docker_stop_of_iris_takes_under_two_seconds(
+        iris_in_docker, docker_engine, tmp_path):  # noqa: F811
     port, log = free_port(), tmp_path / "iris.log"
     proc = _serve(docker_engine, "iris-stops", port, log)
     try:

@@ -96,12 +96,13 @@ def _build_and_publish(args: argparse.Namespace, manifest: Any, ctx: Any, signin
     out = Path(args.output) if args.output else None
     written = False
     if out is not None:
-        if args.format == "oci-dir":
-            write_layout_dir(artifact, out, built.name)
-            written = True
-        else:
-            written = write_tarball(artifact, out, built.name, epoch=ctx.epoch,
-                                    stamp_dir=ctx.cache_dir / "outputs")
+        with ctx.progress.task(f"writing {out}", brief=True):
+            if args.format == "oci-dir":
+                write_layout_dir(artifact, out, built.name)
+                written = True
+            else:
+                written = write_tarball(artifact, out, built.name, epoch=ctx.epoch,
+                                        stamp_dir=ctx.cache_dir / "outputs")
     images = [_image_summary(r) for r in built.results]
     summary: dict[str, Any] = {"image": built.name, "digest": artifact.digest,
                                "output": str(out) if out else None, "output_written": written}

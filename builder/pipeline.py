@@ -276,9 +276,10 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
     def skip(path: str) -> bool:
         return any(glob.matches(path) for glob in skips.get(names.get(path, ""), ()))
 
-    closure = resolve_closure(view, library_path=library_path, host=host, known=known,
-                              scope=scope, programs=programs, path_dirs=path_dirs,
-                              skip=skip, layer_of=names.get)
+    with ctx.progress.task("checking shared libraries", brief=True):
+        closure = resolve_closure(view, library_path=library_path, host=host, known=known,
+                                  scope=scope, programs=programs, path_dirs=path_dirs,
+                                  skip=skip, layer_of=names.get)
     result.warnings.extend(closure.warnings)
     if not closure.host_entries:
         ctx.layers.put_verdict(verdict)

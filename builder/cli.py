@@ -184,6 +184,8 @@ def _check_build_flags(args: argparse.Namespace) -> Any:
     wrong password fails the build before anything is pushed."""
     from .errors import InputError
 
+    if args.output == "":
+        raise InputError("-o: the path is empty")
     if args.sbom and not args.output:
         raise InputError("--sbom writes the SBOM next to the image: give -o as well")
     if (args.cache_repo_readonly or args.cache_repo_required) and not args.cache_repo:

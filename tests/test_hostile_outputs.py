@@ -72,6 +72,15 @@ def test_a_directory_at_o_for_a_tarball_is_refused(tmp_path, project, cache):
                        r"is a directory")
 
 
+def test_an_empty_o_is_refused_not_taken_as_no_output(tmp_path, project, cache):
+    _refused_untouched(tmp_path, cache, ["build", project, "-o", ""], r"-o: the path is empty")
+
+
+def test_o_below_a_regular_file_is_refused_before_building(tmp_path, project, cache):
+    _refused_untouched(tmp_path, cache, ["build", project, "-o", project.parent / "a.txt" / "x"],
+                       r"a\.txt/x: cannot use it as an output: Not a directory")
+
+
 def test_a_symlink_at_o_is_replaced_and_its_fifo_target_left_alone(tmp_path, project):
     os.mkfifo(tmp_path / "fifo")
     os.symlink("fifo", tmp_path / "out.tar")
@@ -160,3 +169,16 @@ def test_oci_dir_rebuild_replaces_its_own_layout(tmp_path, project):
         check_bounded(outcome)
         assert outcome.code == 0, outcome.stderr
     assert sorted(os.listdir(layout)) == ["blobs", "index.json", "oci-layout"]
+
+
+def test_keygen_force_replaces_a_symlinked_key_file_never_its_target(tmp_path):
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    os.symlink(precious, tmp_path / "k.key")
+    outcome = run_cli(["keygen", "--output-key-prefix", tmp_path / "k", "--force"],
+                      cwd=tmp_path, env={"COSIGN_PASSWORD": "pw"})
+    check_bounded(outcome)
+    assert outcome.code == 0, outcome.stderr
+    assert precious.read_text() == "keep me"
+    key = os.lstat(tmp_path / "k.key")
+    assert stat.S_ISREG(key.st_mode) and stat.S_IMODE(key.st_mode) == 0o600

@@ -16,7 +16,8 @@ from ..oserrors import naming
 
 
 @contextlib.contextmanager
-def atomic_file(path: Path, *, remove_stale: bool = False) -> Iterator[BinaryIO]:
+def atomic_file(path: Path, *, remove_stale: bool = False,
+                mode: int = 0o644) -> Iterator[BinaryIO]:
     """Yield a temp file beside ``path``; rename it over ``path`` only on success.
 
     An interrupted or failed write leaves ``path`` as it was. There is no fsync:
@@ -38,7 +39,7 @@ def atomic_file(path: Path, *, remove_stale: bool = False) -> Iterator[BinaryIO]
     try:
         with naming(path), os.fdopen(fd, "wb") as out:
             yield out
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         check_file_output(path, None)  # nothing took its place while we wrote
         os.replace(tmp, path)
     except BaseException:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from ..errors import InputError, SupplyChainError
-from ..sinks.atomic import check_file_output
+from ..sinks.atomic import atomic_file, check_file_output
 
 SIGSTORE_PEM_TYPE = "ENCRYPTED SIGSTORE PRIVATE KEY"
 COSIGN_PEM_TYPE = "ENCRYPTED COSIGN PRIVATE KEY"
@@ -172,11 +172,12 @@ def write_key_pair(prefix: Path, password: PasswordSource, *, force: bool = Fals
         if path.exists() and not force:
             raise InputError(f"{path} already exists; pass --force to overwrite it")
     pair = generate_key_pair(password(True))
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
+    # written beside and renamed (the temp file is 0600 from the start): a symlink at
+    # PREFIX.key is replaced, never written through
+    with atomic_file(key_path, mode=0o600) as f:
         f.write(pair.private_pem)
-    os.chmod(key_path, 0o600)
-    pub_path.write_bytes(pair.public_pem)
+    with atomic_file(pub_path) as f:
+        f.write(pair.public_pem)
     return pair
 
 

@@ -77,9 +77,11 @@ def _build_layer(ordered: list[Entry], blob_dir: Path, epoch: int, compression: 
 
 def _tar_size_estimate(entries: list[Entry]) -> int:
     """About the tar stream's size (a 512-byte header per entry, file data padded to
-    512; PAX headers not counted): the total the progress display measures against."""
-    return sum(512 + (-(-e.size // 512) * 512 if e.kind is Kind.FILE else 0)
+    512, the end blocks, the whole padded to tar's 10 240-byte records; PAX headers
+    not counted): the total the progress display measures against."""
+    size = sum(512 + (-(-e.size // 512) * 512 if e.kind is Kind.FILE else 0)
                for e in entries) + 1024
+    return -(-size // 10240) * 10240
 
 
 _cleaned: set[Path] = set()

@@ -1,6 +1,7 @@
 """What the loaders do with an image index tarball: ``podman load`` reads the OCI
 side and takes the build host's platform; the docker-archive side (``manifest.json``,
-what ``docker load`` before Docker 25 reads) holds the first platform listed."""
+what ``docker load`` before Docker 25 reads) holds the first platform listed, and a
+real Docker engine (Debian's 20.10) loads exactly that image under the name."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from builder.oci.index import Index
 from builder.platforms import host_architecture
 from builder.sources.archive import read_artifact
 from helpers import cli
+from docker_engine import docker_engine  # noqa: F401 - fixture
 from runtime import podman, run
 from test_platforms_build import _manifest
 
@@ -39,3 +41,16 @@ def test_docker_archive_side_holds_the_first_platform(tmp_path, capsys):
                             f"docker-archive:{tmp_path / 'i.tar'}").stdout)
     assert config["architecture"] == "arm64"
     assert config == index.manifests[0].image.config
+
+
+def test_docker_load_takes_the_first_platform(tmp_path, capsys, docker_engine):  # noqa: F811
+    manifest = _manifest(tmp_path, "[linux/arm64, linux/amd64]")
+    assert cli("build", manifest, "-o", tmp_path / "i.tar", capsys=capsys)[0] == 0
+    index = read_artifact(tmp_path / "i.tar")
+    assert isinstance(index, Index)
+    loaded = docker_engine.docker("load", "-i", str(tmp_path / "i.tar")).stdout
+    assert "Loaded image: test/multi:1" in loaded
+    [info] = json.loads(docker_engine.docker("image", "inspect", "test/multi:1").stdout)
+    first = index.manifests[0].image
+    assert info["Id"] == first.config_descriptor.digest
+    assert info["Architecture"] == "arm64"

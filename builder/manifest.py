@@ -290,6 +290,15 @@ def _base(node: Node, folder: Path, manifest_display: str) -> BaseSpec:
                      "reference (registry/repo@sha256:…)")
 
 
+def _definition_file(node: Node, folder: Path) -> Path:
+    """A base definition named relative to the manifest (``build_root:``)."""
+    value = node.str().strip()
+    target = Path(os.path.realpath(folder / value))
+    if not value.endswith((".yaml", ".yml")) or not target.is_file():
+        raise node.error(f"{value!r} is not a base definition file (looked at {target})")
+    return target
+
+
 def _int(node: Node, what: str, low: int = 0, high: int = 2**31 - 1) -> int:
     value = node.as_type(int, what)
     if not low <= value <= high:
@@ -449,9 +458,10 @@ def _pyinstaller(node: Node, folder: Path, sources: list[Source]) -> Any:
         "extra_args")}
     strip = f.optional("strip", lambda n: n.as_type(bool, "true or false"), True)
     mode = f.optional("mode", lambda n: _choice(n, ("onedir", "onefile")), "onedir")
+    build_root = f.optional("build_root", lambda n: _definition_file(n, folder), None)
     f.done()
     return PyInstallerOptions(entry=entry, requirements=requirements, strip=strip, mode=mode,
-                              **names)
+                              build_root=build_root, **names)
 
 
 def _command(node: Node) -> tuple[str, ...]:

@@ -167,7 +167,8 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                 thread_name_prefix="ocibuild-layer") as builds:
             pending = []
             for spec in manifest.layers:
-                parts, lib_dirs = _layer_parts(spec, ctx, work, manifest.where)
+                parts, lib_dirs = _layer_parts(spec, ctx, work, manifest.where,
+                                               manifest.platform.architecture)
                 for lib_dir in lib_dirs:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
                 for part in parts:
@@ -431,8 +432,8 @@ class LayerPart:
     cached: bool = False
 
 
-def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path,
-                 manifest_file: str) -> tuple[list[LayerPart], list[str]]:
+def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path, manifest_file: str,
+                 architecture: str = "amd64") -> tuple[list[LayerPart], list[str]]:
     """The image layers of a manifest layer, bottom to top, and the image dirs its
     programs add to the loader's search path.
 
@@ -465,11 +466,14 @@ def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path,
     from .progress import streaming_runner
     from .sources.pyinstaller_output import WarningFilter, command_label
 
+    from .sources.buildroot import freeze_setup
+
     log = WarningFilter(ctx.log, verbose=ctx.verbose)
     try:
-        frozen = freeze(spec.pyinstaller, cache_dir=ctx.cache_dir / "pyinstaller", log=log,
-                        source_date_epoch=ctx.epoch,
-                        runner=streaming_runner(ctx.progress, command_label))
+        options, runner = freeze_setup(spec.pyinstaller, architecture, ctx.cache_dir,
+                                       streaming_runner(ctx.progress, command_label), log)
+        frozen = freeze(options, cache_dir=ctx.cache_dir / "pyinstaller", log=log,
+                        source_date_epoch=ctx.epoch, runner=runner)
         log.summary()
     except FreezeOptionError as e:
         raise ManifestError(str(e), file=manifest_file, line=spec.line,

@@ -111,8 +111,10 @@ def check_buildable(manifest: Manifest, target: Platform) -> None:
                             f"libraries, which cannot serve {target}; put them in the base",
                             file=str(manifest.file), line=line, field="libraries")
     for spec in manifest.layers:
-        if spec.pyinstaller is not None:
+        if spec.pyinstaller is not None and spec.pyinstaller.build_root is None:
             raise ManifestError(
                 f"a pyinstaller layer freezes with this {host} machine's Python, so it "
-                f"cannot be built for {target}", file=str(manifest.file), line=spec.line,
+                f"cannot be built for {target}: give it a build_root (a base definition "
+                f"for {target.architecture}, such as base_images/python-build.yaml)",
+                file=str(manifest.file), line=spec.line,
                 field=f"layers[{spec.name}].pyinstaller")

@@ -10,7 +10,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # docker.io: the tests start a dockerd of their own (tests/docker_engine.py).
 PACKAGES=(skopeo umoci runc podman docker-registry busybox-static apache2-utils
           gnupg dpkg-dev gcc binutils ca-certificates pigz zstd buildah
-          openssh-client qemu-user-static binfmt-support docker.io)
+          openssh-client qemu-user-static binfmt-support docker.io bubblewrap)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

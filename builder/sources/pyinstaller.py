@@ -70,6 +70,10 @@ class PyInstallerOptions:
     (``--add-data data:data``, ``--paths ../lib``) are relative to the entry's
     folder, and the files they name are part of the cache key.
     ``python``: Optional. The interpreter that builds the venv (default: ocibuild's own).
+    ``build_root``: Optional. A base definition to freeze in, hermetically
+    (:mod:`builder.sources.buildroot` sets ``python``, ``environment`` and the runner).
+    ``environment``: what else identifies the build environment (a build root's key);
+    part of the venv key.
     """
 
     entry: Path
@@ -83,6 +87,8 @@ class PyInstallerOptions:
     mode: str = "onedir"
     extra_args: tuple[str, ...] = ()
     python: str | None = None
+    build_root: Path | None = None
+    environment: str | None = None
 
     @property
     def name(self) -> str:
@@ -140,6 +146,7 @@ def plan_freeze(options: PyInstallerOptions, *, runner: Runner = subprocess.run,
     analysed = _without_own_modules(options, app)
     python_id = _python_identity(options.python, runner)
     venv_key = _digest({"v": _KEY_VERSION, "python": python_id, "pins": PYINSTALLER_PINS,
+                        **({"environment": options.environment} if options.environment else {}),
                         "requirements": _file_digest(options.requirements)})
     script = launcher_source(app.entry, app.imports) if app is not None else None
     dist_key = _digest({"v": _KEY_VERSION, "dist": _DIST_VERSION, "venv": venv_key,

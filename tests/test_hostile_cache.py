@@ -171,3 +171,58 @@ def test_a_sound_base_layer_index_is_read_back(tmp_path):
     _write_index(tmp_path / "i.json", rows, 10240)
     assert _read_index(tmp_path / "i.json") == (rows, 10240)
     shutil.rmtree(tmp_path / "i.json", ignore_errors=True)
+
+
+# -- the .deb members index (<cache>/debian/debs/<sha256>.members.json) ------------------
+
+@pytest.fixture
+def deb_cache(tmp_path):
+    from builder.cache import file_sha256
+    from builder.sources.debian.fetch import DebCache
+    from builder.sources.debian.lock import LockedPackage
+    from debian_fixtures import make_deb
+
+    deb = make_deb(tmp_path, "hello", files={"/usr/share/hello/greeting": b"hi\n"})
+    pkg = LockedPackage("hello", "1.0", "amd64", "pool/h/" + deb.name, deb.stat().st_size,
+                        file_sha256(deb))
+    cache = DebCache(tmp_path / "cache")
+    cache.debs.mkdir(parents=True)
+    members = cache.members(pkg, deb)[1]
+    return cache, pkg, deb, members
+
+
+def _planted(cache, pkg, edit):
+    index = cache.debs / f"{pkg.sha256}.members.json"
+    doc = json.loads(index.read_text())
+    edit(doc["members"])
+    index.write_text(json.dumps(doc))
+
+
+def _file_row(rows):
+    return next(r for r in rows if r[1] == "file")
+
+
+@pytest.mark.parametrize("edit", [
+    lambda rows: _file_row(rows).__setitem__(0, "/../../etc/hostname"),
+    lambda rows: _file_row(rows).__setitem__(2, -1),
+    lambda rows: _file_row(rows).__setitem__(3, True),
+    lambda rows: rows.append(["/x", "file", 420, 0, 0, 3]),
+], ids=["path-escapes-the-image", "negative-mode", "bool-uid", "short-row"])
+def test_a_planted_deb_members_index_is_rebuilt_from_the_deb(deb_cache, edit):
+    cache, pkg, deb, members = deb_cache
+    _planted(cache, pkg, edit)
+    assert cache.members(pkg, deb)[1] == members
+
+
+def test_a_deb_members_index_cannot_point_a_blob_outside_the_store(deb_cache, tmp_path):
+    cache, pkg, deb, members = deb_cache
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"host secret\n")
+    escape = os.path.relpath(secret, cache.blobs)
+
+    def edit(rows):
+        row = _file_row(rows)
+        row[5], row[6] = secret.stat().st_size, escape  # the size check alone would pass
+    _planted(cache, pkg, edit)
+    got = cache.members(pkg, deb)[1]
+    assert got == members and all(m.blob != escape for m in got)

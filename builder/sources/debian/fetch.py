@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable
 
 from ...cache import clear_non_file, file_sha256, read_record
-from ...errors import DebianError, DigestMismatchError
-from ...layers.entries import Kind
+from ...errors import DebianError, DigestMismatchError, InputError
+from ...layers.entries import Kind, image_path
 from ...progress import NullProgress, Progress
 from .archive import RequestsTransport, Transport
 from .deb import DebFile, Member
@@ -31,6 +32,28 @@ from .lock import LockedPackage
 
 _MEMBERS_VERSION = 1
 
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def _valid_member(m: object) -> bool:
+    """A members-index row as :meth:`DebCache.members` writes them: a damaged or planted
+    index (a blob name like ``../../etc/shadow``, a path out of the image) is rebuilt."""
+    if not (isinstance(m, list) and len(m) == 8):
+        return False
+    path, kind, mode, uid, gid, size, blob, target = m
+    if not (isinstance(path, str) and isinstance(kind, str) and isinstance(blob, str)
+            and isinstance(target, str)):
+        return False
+    if not all(type(v) is int and v >= 0 for v in (mode, uid, gid, size)):
+        return False
+    try:
+        if image_path(path) != path:
+            return False
+    except InputError:
+        return False
+    return blob == "" or bool(_SHA256_HEX.fullmatch(blob))
 
 class DebCache:
     """The Debian part of the ocibuild cache."""
@@ -114,7 +137,8 @@ class DebCache:
         doc = read_record(index)
         if isinstance(doc, dict):
             try:
-                if doc.get("v") == _MEMBERS_VERSION:
+                if doc.get("v") == _MEMBERS_VERSION and all(
+                        _valid_member(m) for m in doc["members"]):
                     members = [Member(m[0], Kind(m[1]), m[2], m[3], m[4], m[5], m[6], m[7])
                                for m in doc["members"]]
                     if all(m.kind != Kind.FILE or self._blob_ok(m) for m in members):

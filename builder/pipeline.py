@@ -399,7 +399,8 @@ def _registry_base(manifest: Manifest, ctx: BuildContext,
 
     try:
         base = load_base(manifest.base.ref or "", manifest.platform, strict=ctx.strict,
-                         cache_dir=ctx.cache_dir, insecure=ctx.insecure)
+                         cache_dir=ctx.cache_dir, insecure=ctx.insecure,
+                         progress=ctx.progress)
     except InputError as e:
         raise ManifestError(str(e), file=manifest.where, line=manifest.base.line or None,
                             field="base") from e

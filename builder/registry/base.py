@@ -14,6 +14,7 @@ from typing import Callable
 from ..errors import InputError
 from ..oci.image import Image
 from ..oci.types import Platform
+from ..progress import Progress
 from .pull import pull
 from .push import ClientPool
 from .reference import parse_reference
@@ -32,13 +33,14 @@ class BaseImage:
 def load_base(ref: str, platform: Platform | None = None, *, strict: bool = False,
               cache_dir: Path | None = None, insecure: bool = False,
               warn: Callable[[str], None] | None = None,
-              pool: ClientPool | None = None) -> BaseImage:
-    """Pull the base ``ref`` names; warn (or, if ``strict``, fail) when not pinned."""
+              pool: ClientPool | None = None, progress: Progress | None = None) -> BaseImage:
+    """Pull the base ``ref`` names (its downloads shown on ``progress``); warn (or, if
+    ``strict``, fail) when not pinned."""
     reference = parse_reference(ref)
     if strict and not reference.digest:
         raise InputError(f"base {ref} is not pinned by digest (--strict); resolve it with "
                          f"`ocibuild resolve {ref}` and write {reference.name}@sha256:…")
-    pulled = pull(ref, platform, cache_dir, insecure=insecure, pool=pool)
+    pulled = pull(ref, platform, cache_dir, insecure=insecure, pool=pool, progress=progress)
     pinned = str(reference.with_digest(pulled.resolved_digest))
     warning = None
     if not reference.digest:

@@ -20,7 +20,9 @@ imported by a computed name — PyInstaller cannot see either: such names belong
 from __future__ import annotations
 
 import ast
+import glob
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +53,8 @@ class AppCode:
     imports: tuple[str, ...]
     own: frozenset[str]
     warnings: tuple[str, ...] = ()
+    data_names: tuple[str, ...] = ()
+    """What ``--add-data`` puts at the top of ``_internal/`` (:func:`added_data_names`)."""
 
 
 def scan_app(entry: Path, extra_roots: tuple[str, ...] = ()) -> AppCode:
@@ -72,6 +76,38 @@ def scan_app(entry: Path, extra_roots: tuple[str, ...] = ()) -> AppCode:
                    files=tuple(sorted(scanner.files)),
                    imports=tuple(sorted(scanner.imports)),
                    own=frozenset(scanner.own), warnings=tuple(scanner.warnings))
+
+
+def added_data_names(extra_args: tuple[str, ...], root: Path) -> tuple[str, ...]:
+    """The top-level names under ``_internal/`` that ``--add-data``/``--add-binary``
+    in ``extra_args`` create (relative sources are relative to ``root``), sorted.
+
+    A frozen entry's ``__file__`` used to lie in ``_internal/``, so code reads such
+    data beside it (``os.path.dirname(__file__)``, Flask's ``templates/``); a split
+    bundle links these names into ``_app/`` so that keeps working.
+    """
+    names: set[str] = set()
+    args = list(extra_args)
+    for i, arg in enumerate(args):
+        flag, eq, value = arg.partition("=")
+        if flag not in ("--add-data", "--add-binary"):
+            continue
+        if not eq:
+            if i + 1 >= len(args):
+                continue
+            value = args[i + 1]
+        source, sep, dest = value.rpartition(":")
+        if not sep:
+            continue
+        dest = posixpath.normpath(dest.replace(os.sep, "/")).lstrip("/")
+        if dest not in ("", "."):
+            names.add(dest.split("/", 1)[0])
+            continue
+        for match in sorted(glob.glob(str(root / source))):  # DEST "." copies into the root
+            found = Path(match)
+            names.update(c.name for c in found.iterdir()) if found.is_dir() \
+                else names.add(found.name)
+    return tuple(sorted(n for n in names if n not in ("", ".", "..")))
 
 
 def own_top_level(root: Path, name: str) -> Path | None:

@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 from ..errors import FreezeError, InputError
 from ..humanize import count
 from ..layers.entries import Entry
-from .app_code import AppCode, scan_app
+from .app_code import AppCode, added_data_names, scan_app
 from .files import tree_entries
 from .launcher import APP_DIR, HOOK_NAME, SCRIPT_NAME, SIGTERM_HOOK, launcher_source
 from .pyinstaller_log import (check_declared, freeze_failure, keep_log, output_of, problems,
@@ -253,9 +253,10 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
 def _scan_own_code(options: PyInstallerOptions) -> AppCode:
     """The app's own code; ``hidden_imports`` naming its modules are roots of it."""
     try:
-        return scan_app(options.entry, options.hidden_imports)
+        app = scan_app(options.entry, options.hidden_imports)
     except InputError as e:
         raise FreezeError(str(e)) from e
+    return replace(app, data_names=added_data_names(options.extra_args, app.root))
 
 
 def _without_own_modules(options: PyInstallerOptions, app: AppCode | None) -> PyInstallerOptions:
@@ -324,7 +325,8 @@ def _extra_args_outside_made_absolute(options: PyInstallerOptions) -> list[str]:
 def bundle_entries(frozen: FrozenApp | Path, dest: str) -> list[Entry]:
     """Entries for a frozen app at ``dest``: everything under its ``dist_dir`` and, for
     a split bundle, the app's own files under ``dest/_app`` (a bare ``Path`` is a
-    dist dir alone).
+    dist dir alone), and there a link to each name ``--add-data`` put in
+    ``_internal/``, which the entry's ``__file__`` used to be beside.
 
     Modes are normalized by :func:`tree_entries` (0755 for executables and
     libraries, 0644 otherwise), owners are 0:0, symlinks stay links.
@@ -338,6 +340,11 @@ def bundle_entries(frozen: FrozenApp | Path, dest: str) -> list[Entry]:
         base = posixpath.join(dest, APP_DIR)
         for rel in app.files:
             entries.extend(tree_entries(app.root / rel, posixpath.join(base, rel)))
+        own = {rel.split("/", 1)[0] for rel in app.files}
+        for name in app.data_names:  # --add-data beside the entry, where it used to be
+            if name not in own and os.path.lexists(dist_dir / "_internal" / name):
+                entries.append(Entry.symlink(posixpath.join(base, name),
+                                             f"../_internal/{name}"))
     return entries
 
 

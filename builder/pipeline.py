@@ -288,7 +288,8 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
     libs = sorted({p for p, e in ((e.path, e) for e in closure.host_entries)
                    if e.kind is Kind.FILE})
     result.warnings.append(
-        f"{len(libs)} shared libraries copied from the build host into layer 'libraries' "
+        f"{count(len(libs), 'shared library', 'shared libraries')} copied from the build "
+        "host into layer 'libraries' "
         "(vulnerability scanners cannot see host files; prefer a Debian base)")
     entries = normalize(closure.host_entries)
     layer, source = _build_or_reuse(entries, "libraries", manifest, ctx, created, False)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO, Callable
 
 from ..errors import ImageError
+from ..humanize import count
 from .types import (Descriptor, MediaType, Platform, canonical_json, check_digest,
                     sha256_digest)
 
@@ -198,7 +199,7 @@ def config_layers(config: dict[str, Any], layers: int, what: str) -> list[tuple[
         diff_ids = []
     if len(diff_ids) != layers:
         raise ImageError(f"{what}: the config lists {len(diff_ids)} diff_ids for "
-                         f"{layers} layers")
+                         f"{count(layers, 'layer')}")
     history = config.get("history")
     entries = [h for h in history if isinstance(h, dict) and not h.get("empty_layer")] \
         if isinstance(history, list) else []

@@ -66,7 +66,7 @@ def _run_on_pty(argv: list[str], timeout: float = 120) -> tuple[int, str, str]:
 
 
 def test_a_terminal_gets_a_live_display_and_stdout_stays_json(tmp_path):
-    manifest = _big_manifest(tmp_path)
+    manifest = _big_manifest(tmp_path, 40 << 20)  # gzip takes several 1/8 s refreshes
     code, shown, out = _run_on_pty(_ocibuild("build", manifest, "-o", tmp_path / "i.tar",
                                              "--json", "--cache-dir", tmp_path / "cache"))
     assert code == 0, shown

@@ -52,8 +52,8 @@ def launcher_source(entry: str, imports: tuple[str, ...]) -> str:
     lines = [
         '"""ocibuild launcher: runs the app\'s own code from _app/ (see ocibuild\'s README)."""',
         "import os",
-        "import runpy",
         "import sys",
+        "import types",
         "",
         f"_APP = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), {APP_DIR!r})",
         "sys.path.insert(0, _APP)",
@@ -65,6 +65,22 @@ def launcher_source(entry: str, imports: tuple[str, ...]) -> str:
     ]
     for statement in imports:
         lines += ["    try:", f"        {statement}", "    except ImportError:", "        pass"]
-    lines += ["", "",
-              f"runpy.run_path(os.path.join(_APP, {entry!r}), run_name='__main__')", ""]
+    lines += ["", "", *_RUN_ENTRY.format(entry=entry).splitlines(), ""]
     return "\n".join(lines)
+
+
+# The entry runs as ``__main__`` the way ``python entry.py`` runs it, not through
+# runpy.run_path: that sets sys.argv[0] to the script (a frozen app's is the
+# executable, which code re-executes and argparse names) and puts the launcher back
+# as __main__ when the entry returns, while its threads may still pickle by __main__.
+_RUN_ENTRY = """\
+_entry = os.path.join(_APP, {entry!r})
+_main = types.ModuleType("__main__")
+_main.__file__ = _entry
+_main.__builtins__ = __builtins__
+sys.modules["__main__"] = _main
+with open(_entry, "rb") as _source:
+    _code = compile(_source.read(), _entry, "exec")
+del _source
+exec(_code, _main.__dict__)
+"""

@@ -374,6 +374,16 @@ def test_base_layer_not_matching_its_diff_id_is_refused(tmp_path, evil):
     _build_on(tmp_path, ref, match=r"diff_id.*digest mismatch: expected sha256:0{64}, got")
 
 
+def test_pull_refuses_a_layer_not_matching_its_diff_id(tmp_path, evil):
+    ref = evil.image([_tar(("f", b"x", {}))], diff_ids=["sha256:" + "0" * 64])
+    _pull(tmp_path, ref, match=r"diff_id.*digest mismatch: expected sha256:0{64}, got")
+    assert not (tmp_path / "out.tar").exists()
+
+
+def test_pull_refuses_a_layer_with_a_climbing_member(tmp_path, evil):
+    _pull(tmp_path, evil.image([_tar(("../../x", b"x", {}))]), match=r"escapes the image root")
+
+
 def test_base_gzip_bomb_with_a_bogus_diff_id_stops_at_its_header(tmp_path, evil):
     info = tarfile.TarInfo("zeros")
     info.size = 12 << 30

@@ -28,7 +28,10 @@ from typing import BinaryIO, Callable
 from ..errors import InputError
 
 CHECKPOINT_SPACING = 8 << 20
-"""Uncompressed bytes between gzip restart points (~40 KiB of zlib state each)."""
+"""Uncompressed bytes between gzip restart points (~40 KiB of zlib state each), at
+first: past :data:`MAX_CHECKPOINTS` every other one is dropped and the spacing
+doubles, so a huge (or hostile) stream costs at most that many."""
+MAX_CHECKPOINTS = 256
 RECENT_BYTES = 64 << 20
 """Decoded bytes kept for reads that go back a little (files of one directory,
 which ``tar`` stores in directory order but the writer wants sorted)."""
@@ -131,6 +134,7 @@ class DecompressedView:
         self._lock = threading.Lock()
         self._src: BinaryIO | None = open(path, "rb") if kind == "gzip" else None
         self._checkpoints: list[tuple[int, int, object]] = []  # (upos, cpos, state)
+        self._spacing = CHECKPOINT_SPACING
         self._dec: _Gzip | _Restarting | None = None
         self._pos = 0          # uncompressed offset of the start of _buf
         self._buf = b""
@@ -158,12 +162,10 @@ class DecompressedView:
         self._buf = b""
         if self.kind == "gzip":
             assert self._src is not None
-            best = (0, 0, None)
-            for point in self._checkpoints:
-                if point[0] <= offset:
-                    best = point
-            self._pos = best[0]
-            self._dec = _Gzip(self._src, best[1], best[2])
+            i = bisect.bisect_right(self._checkpoints, offset, key=lambda c: c[0]) - 1
+            upos, cpos, state = self._checkpoints[i] if i >= 0 else (0, 0, None)
+            self._pos = upos
+            self._dec = _Gzip(self._src, cpos, state)
         else:
             self._pos = 0
             self._dec = _Restarting(_opener(self.path, self.kind))
@@ -180,9 +182,12 @@ class DecompressedView:
         self._buf = data
         self._remember(self._pos, data)
         last = self._checkpoints[-1][0] if self._checkpoints else 0
-        if isinstance(self._dec, _Gzip) and end - last >= CHECKPOINT_SPACING:
+        if isinstance(self._dec, _Gzip) and end - last >= self._spacing:
             cpos, state = self._dec.checkpoint()
             self._checkpoints.append((end, cpos, state))
+            if len(self._checkpoints) > MAX_CHECKPOINTS:
+                self._checkpoints = self._checkpoints[1::2]
+                self._spacing *= 2
         return True
 
     def _remember(self, start: int, data: bytes) -> None:
@@ -209,22 +214,28 @@ class DecompressedView:
 
     def read_at(self, offset: int, size: int) -> bytes:
         """``size`` bytes at uncompressed ``offset`` (fewer only at the end): from
-        the live decoder when it is not past ``offset``, else from recently decoded
-        blocks, else after a restart from the nearest checkpoint."""
+        recently decoded blocks when they hold it, else from the live decoder or a
+        restart at the nearest checkpoint, whichever has less to decode."""
         with self._lock:
             pieces: list[bytes] = []
             while size > 0:
-                if self._dec is not None and self._pos <= offset:
-                    pieces.append(self._read_live(offset, size))
-                    break
                 piece = self._recalled(offset, size)
-                if not piece:
-                    self._restart(offset)
+                if piece:
+                    pieces.append(piece)
+                    offset += len(piece)
+                    size -= len(piece)
                     continue
-                pieces.append(piece)
-                offset += len(piece)
-                size -= len(piece)
+                if self._dec is None or offset < self._pos or \
+                        self._checkpoint_before(offset) > self._pos + len(self._buf):
+                    self._restart(offset)
+                pieces.append(self._read_live(offset, size))
+                break
             return b"".join(pieces)
+
+    def _checkpoint_before(self, offset: int) -> int:
+        """Where the nearest restart point at or before ``offset`` is (0: the start)."""
+        i = bisect.bisect_right(self._checkpoints, offset, key=lambda c: c[0]) - 1
+        return self._checkpoints[i][0] if i >= 0 else 0
 
     def _read_live(self, offset: int, size: int) -> bytes:
         pieces: list[bytes] = []

@@ -58,11 +58,15 @@ def progress_printer(stream: TextIO | None = None) -> Event:
 
 def pull(ref: str, out: str | Path, platform: str | None = None, insecure: bool = False,
          *, cache_dir: Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
-    """``ocibuild pull REF -o IMAGE.tar``: fetch verified, write the tarball atomically."""
+    """``ocibuild pull REF -o IMAGE.tar``: fetch verified (blobs against their digests,
+    layers' tars against the config's diff_ids, members checked), write the tarball
+    atomically."""
+    from ..layers.reader import check_layers
     from ..sinks.tarball import write_tarball
 
     plat = _platform(platform)
     pulled = _pull(ref, plat, cache_dir, insecure=insecure, progress=progress)
+    check_layers(pulled.image)
     reference = pulled.reference
     name = f"{reference.name}:{reference.tag}" if reference.tag else reference.name
     write_tarball(pulled.image, Path(out), name)

@@ -175,8 +175,9 @@ def test_freeze_commands_are_named_for_the_display():
                           "/src/requirements.txt"]) == "pip install -r requirements.txt"
     assert command_label([venv_python, "-m", "pip", "install", "--no-input",
                           "pyinstaller==6.22.0"]) == "pip install pyinstaller==6.22.0"
-    assert command_label([venv_python, "-m", "PyInstaller", "--noconfirm", "app.py"]) == \
-        "PyInstaller app.py"
+    assert command_label([venv_python, "-m", "PyInstaller", "--noconfirm", "--name", "app",
+                          "_ocibuild_launcher.py"]) == "PyInstaller app"
+    assert command_label([venv_python, "-m", "PyInstaller", "app.py"]) == "PyInstaller app.py"
     assert command_label(["/usr/bin/python3", "-c", "print(1)"]) is None
     assert command_label(["strip", "-o", "x", "y"]) is None
 
@@ -238,7 +239,7 @@ def test_a_cold_freeze_streams_pip_and_pyinstaller_as_they_run(tmp_path):
     done = [line.rpartition(" (")[0] for line in lines if line.startswith("done  ")]
     assert done[0] == "done  python -m venv"
     assert done[1].startswith("done  pip install pyinstaller==")
-    assert done[-1] == "done  PyInstaller hello.py"
+    assert done[-1] == "done  PyInstaller hello"
     pip_status = [line for line in lines
                   if line.startswith("...   pip install pyinstaller==") and "): " in line]
     assert any("Collecting" in line or "Installing" in line or "Processing" in line

@@ -81,6 +81,7 @@ def command_label(cmd: Sequence[str]) -> str | None:
             return f"pip install -r {PurePath(rest[rest.index('-r') + 1]).name}"
         pins = [a for a in rest if re.search(r"[=<>~]", a) and not a.startswith("-")]
         return " ".join(["pip install", *pins])
-    if module == "PyInstaller":
-        return f"PyInstaller {PurePath(args[-1]).name}"
+    if module == "PyInstaller":  # named for the app (--name), not the launcher script
+        name = rest[rest.index("--name") + 1] if "--name" in rest[:-1] else PurePath(args[-1]).name
+        return f"PyInstaller {name}"
     return None

@@ -50,7 +50,7 @@ def build_epoch(environ: dict[str, str] | None = None) -> int:
     value = (environ if environ is not None else os.environ).get("SOURCE_DATE_EPOCH", "")
     if not value:
         return 0
-    if not (value.isascii() and value.isdigit()) or int(value) > MAX_EPOCH:
+    if not (value.isascii() and value.isdigit()) or len(value) > 20 or int(value) > MAX_EPOCH:
         raise InputError(f"SOURCE_DATE_EPOCH={value!r} is not a time in seconds between 0 "
                          f"and {MAX_EPOCH} (9999-12-31T23:59:59Z)")
     return int(value)

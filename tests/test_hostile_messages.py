@@ -152,3 +152,11 @@ def test_the_deb_reader_stops_on_a_garbage_ar_member_size(size_field):
 def test_the_deb_reader_still_reads_a_sound_ar_header():
     [member] = ar_members(_ar(b"4", b"2.0\n"), "x.deb")
     assert (member.name, member.offset, member.size) == ("debian-binary", 68, 4)
+
+
+def test_a_5000_digit_source_date_epoch_is_a_clear_error(tmp_path):
+    project = small_project(tmp_path / "src")
+    outcome = refused(["build", project, "-o", tmp_path / "out.tar"], cwd=tmp_path,
+                      env={"SOURCE_DATE_EPOCH": "9" * 5000},
+                      match=r"SOURCE_DATE_EPOCH=.* is not a time in seconds")
+    assert "characters left out" in outcome.error

@@ -17,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from hostile import refused, run_cli, small_project
+from hostile import assert_unchanged, refused as _refused, run_cli, small_project, snapshot
+
+def refused(args, *, cwd: Path, **kwargs):
+    """:func:`hostile.refused`, checking too that nothing in ``cwd`` but the cache
+    changed."""
+    cache = cwd / "cache"
+    before = snapshot(cwd, skip=[cache])
+    out = _refused(args, cwd=cwd, env={"OCIBUILD_CACHE": str(cache)}, **kwargs)
+    assert_unchanged(before, snapshot(cwd, skip=[cache]))
+    return out
+
 
 COMMANDS = [["inspect"], ["audit"], ["sbom", "--format", "spdx-json"]]
 

@@ -466,8 +466,18 @@ def _pyinstaller(node: Node, folder: Path, sources: list[Source]) -> Any:
 
 def _command(node: Node) -> tuple[str, ...]:
     if isinstance(node.value, str):
+        _no_nul(node, node.value)
         return tuple(node.value.split()) if node.value.strip() else ()
+    for item in node.list():
+        _no_nul(item, item.str())
     return node.str_list()
+
+
+def _no_nul(node: Node, text: str) -> None:
+    """A NUL cannot be passed to a program (argv, environment): refuse it here rather
+    than let the runtime fail when the container starts."""
+    if "\0" in text:
+        raise node.error("contains a NUL character, which no program can receive")
 
 
 def _str_map(node: Node, key_check: re.Pattern[str] | None = None) -> tuple[tuple[str, str], ...]:
@@ -482,6 +492,7 @@ def _str_map(node: Node, key_check: re.Pattern[str] | None = None) -> tuple[tupl
             raise value.error("must be a string (quote it)")
         if not isinstance(value.value, (str, int, float)):
             raise value.error("must be a string")
+        _no_nul(value, key + str(value.value))
         out.append((key, str(value.value)))
     return tuple(out)
 

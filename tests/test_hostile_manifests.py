@@ -161,3 +161,14 @@ def test_an_alias_bomb_in_a_base_definition_names_that_file(tmp_path):
     _write(tmp_path, _laughs().replace("image: a/b:1\n" + LAYER, "name: x\n"), "base.yaml")
     _refused_manifest(tmp_path, "image: a/b:1\nbase: base.yaml\n" + LAYER,
                       r"base\.yaml:\d+: holds more than")
+
+
+@pytest.mark.parametrize("config, field", [
+    ('{env: {A: "x\\0y"}}', r"config\.env\.A"),
+    ('{entrypoint: ["/bin/a\\0b"]}', r"config\.entrypoint\[0\]"),
+    ('{cmd: "run \\0"}', r"config\.cmd"),
+    ('{labels: {"k\\0": v}}', r"config\.labels"),
+])
+def test_a_nul_in_what_a_program_receives_is_refused(tmp_path, config, field):
+    _refused_manifest(tmp_path, "image: a/b:1\n" + LAYER + f"config: {config}\n",
+                      rf"m\.yaml:3: {field}.*: contains a NUL character")

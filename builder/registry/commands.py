@@ -45,17 +45,6 @@ def push(tar_path: str | Path, refs: Sequence[str], insecure: bool = False,
             "pinned": sorted(set(names)), "blobs": pool.totals()}
 
 
-def progress_printer(stream: TextIO | None = None) -> Event:
-    """An ``on_event`` callback writing one quiet line per blob (for stderr, CI logs)."""
-    out = stream or sys.stderr
-
-    def event(action: str, digest: str, size: int) -> None:
-        out.write(f"{action:>8} {digest[:19]}  {size / 1e6:8.1f} MB\n")
-        out.flush()
-
-    return event
-
-
 def pull(ref: str, out: str | Path, platform: str | None = None, insecure: bool = False,
          *, cache_dir: Path | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """``ocibuild pull REF -o IMAGE.tar``: fetch verified (blobs against their digests,

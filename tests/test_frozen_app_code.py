@@ -8,17 +8,23 @@ the module and runs it under runc.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from builder.layers.entries import Kind
 from builder.sources.app_code import added_data_names, scan_app
 from builder.sources.launcher import launcher_source
 from builder.sources.pyinstaller import FrozenApp, bundle_entries
-from helpers import write
+from helpers import build_json, cli, write
+from runtime import prepare_bundle, runc_run, unpack
 
 
 def test_add_data_names_are_the_top_level_names_it_creates(tmp_path: Path) -> None:
@@ -73,3 +79,150 @@ def test_the_launcher_runs_the_entry_as_main_keeping_argv_and_main(tmp_path: Pat
     assert done.stdout.splitlines() == [
         f"__main__ {tmp_path}/_app/main.py {[str(tmp_path / 'launcher.py'), '--port', '1']}",
         "thread 42"]
+
+
+# -- end to end: a small app with a package of its own, under runc ----------------------
+
+_APP_FILES = {
+    "requirements.txt": "requests\npyyaml\n",
+    "data/extra.txt": "from a files layer\n",
+    "src/templates/index.html": "<h1>hello</h1>\n",
+    "src/server.py": """
+        import os
+        import sys
+        from typing import TYPE_CHECKING
+        import myapp.sub.deep as deep
+        if TYPE_CHECKING:
+            from not_installed_anywhere import Thing
+        from myapp.server import main
+
+        class Money:
+            import decimal
+            ONE = decimal.Decimal("1.5")
+
+        if __name__ == "__main__":
+            import multiprocessing
+            multiprocessing.freeze_support()
+            here = os.path.dirname(__file__)
+            print("argv", os.path.basename(sys.argv[0]), sys.argv[1:])
+            print("file", __file__)
+            print("deep", deep.VALUE, Money.ONE)
+            print("template", open(os.path.join(here, "templates", "index.html")).read().strip())
+            main()
+    """,
+    "src/myapp/__init__.py": "from . import util\n",
+    "src/myapp/util.py": """
+        from requests.adapters import HTTPAdapter
+        def helper():
+            return HTTPAdapter.__name__
+    """,
+    "src/myapp/work.py": "def square(x):\n    return x * x\n",
+    "src/myapp/data/greeting.txt": "package data\n",
+    "src/myapp/sub/__init__.py": "",
+    "src/myapp/sub/deep.py": """
+        from ..util import helper
+        from yaml import *
+        VALUE = helper() + " " + safe_dump({"k": 1}).strip()
+    """,
+    "src/myapp/server.py": """
+        import importlib.resources
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+        from .work import square
+
+        def main():
+            here = os.path.dirname(__file__)
+            print("resources", importlib.resources.files("myapp").joinpath(
+                "data/greeting.txt").read_text().strip())
+            print("dirname", open(os.path.join(here, "data", "greeting.txt")).read().strip())
+            print("dynamic", __import__("json").dumps([1]))
+            with ProcessPoolExecutor(2) as pool:
+                print("fork", sorted(pool.map(square, [1, 2, 3])))
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+                print("spawn", sorted(pool.map(square, [4, 5])))
+            print("files", open("/app/data/extra.txt").read().strip())
+            print("version 1")
+    """,
+    "ocibuild.yaml": """
+        image: test/own-package:1
+        platform: linux/amd64
+        base: scratch
+        libraries: {from: host}
+        layers:
+          - name: app
+            pyinstaller:
+              entry: src/server.py
+              requirements: requirements.txt
+              extra_args: ["--add-data", "templates:templates"]
+            dest: /app
+          - name: data
+            files:
+              - {src: data/extra.txt, dest: /app/data/extra.txt}
+        config:
+          entrypoint: ["/app/server", "one", "--flag"]
+          env: {PYTHONUNBUFFERED: "1"}
+    """,
+}
+
+_EXPECTED = [
+    "argv server ['one', '--flag']",
+    "file /app/_app/server.py",
+    "deep HTTPAdapter k: 1 1.5",
+    "template <h1>hello</h1>",
+    "resources package data",
+    "dirname package data",
+    "dynamic [1]",
+    "fork [1, 4, 9]",
+    "spawn [16, 25]",
+    "files from a files layer",
+    "version 1",
+]
+
+
+def _run_image(image: Path, work: Path) -> list[str]:
+    bundle = unpack(image, work)
+    prepare_bundle(bundle, readonly=True, host_network=False)
+    done = runc_run(bundle, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.splitlines()
+
+
+@pytest.fixture(scope="module")
+def own_package_app(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The app above, built once for the module: its folder, cache and first image."""
+    root = tmp_path_factory.mktemp("own-package")
+    for rel, text in _APP_FILES.items():
+        write(root / rel, text)
+    cache = root / "cache"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli("build", root / "ocibuild.yaml", "-o", root / "v1.tar", "--json",
+                   "--cache-dir", cache)[0]
+    assert code == 0, err.getvalue()
+    return {"root": root, "cache": cache, "summary": json.loads(out.getvalue())}
+
+
+@pytest.mark.slow
+def test_an_app_with_its_own_package_runs_split_as_it_runs_under_python(
+        own_package_app: dict, tmp_path: Path) -> None:
+    names = [layer["name"] for layer in own_package_app["summary"]["layers"]]
+    assert names[:4] == ["app:python", "app:packages", "app:stdlib", "app:modules"]
+    assert _run_image(own_package_app["root"] / "v1.tar", tmp_path) == _EXPECTED
+
+
+@pytest.mark.slow
+def test_a_body_edit_in_a_submodule_rebuilds_only_the_code_and_runs(
+        own_package_app: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = own_package_app["root"]
+    module = root / "src/myapp/server.py"
+    module.write_text(module.read_text().replace('"version 1"', '"version 2"'))
+    summary, log = build_json(root / "ocibuild.yaml", tmp_path / "v2.tar",
+                              own_package_app["cache"], capsys)
+    assert "freezing" not in log
+    before = {layer["name"]: layer["digest"] for layer in own_package_app["summary"]["layers"]}
+    changed = {layer["name"] for layer in summary["layers"]
+               if layer["digest"] != before[layer["name"]]}
+    assert changed == {"app"}
+    assert _run_image(tmp_path / "v2.tar", tmp_path / "run")[-1] == "version 2"

@@ -91,7 +91,8 @@ def test_push_command_from_tarball(registry, tmp_path):
     assert result["digest"] == image.digest
     assert result["blobs"]["uploaded"] == len(image.layers) + 1
     again = commands.push(tar, refs)
-    assert again["blobs"] == {"uploaded": 0, "mounted": 0, "skipped": len(image.layers) + 1}
+    assert again["blobs"] == {"uploaded": 0, "mounted": 0, "skipped": len(image.layers) + 1,
+                              "bytes_uploaded": 0}
     assert json.loads(skopeo("inspect", "--tls-verify=false",
                              f"docker://{refs[1]}"))["Digest"] == image.digest
 

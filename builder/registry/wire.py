@@ -115,11 +115,17 @@ def read_answer(resp: requests.Response, what: str, *, limit: int = MAX_ANSWER_B
 
 def load_answer(resp: requests.Response, what: str, seconds: float) -> requests.Response:
     """``resp`` (streamed) with its body read through :func:`read_answer`, so
-    ``.content`` and ``.json()`` work without reading an unbounded body."""
+    ``.content`` and ``.json()`` work without reading an unbounded body. A body read
+    to its end gives the connection back to the pool; any other is closed."""
     if not resp._content_consumed:  # type: ignore[attr-defined]
+        complete = False
         try:
             resp._content = read_answer(resp, what, seconds=seconds)  # type: ignore[attr-defined]
+            complete = True
         finally:
             resp._content_consumed = True  # type: ignore[attr-defined]
-            resp.close()
+            if complete:
+                resp.raw.release_conn()
+            else:
+                resp.close()
     return resp

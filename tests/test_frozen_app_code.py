@@ -2,7 +2,8 @@
 
 Pure cases check the scan and the bundle's entries directly; the end-to-end case
 freezes one small app (its own package, an entry in a subfolder, a dependency reached
-only through a submodule, process pools, ``--add-data``, a ``files:`` layer) once for
+only through a submodule, process pools of every start method without
+``freeze_support()``, ``--add-data``, a ``files:`` layer) once for
 the module and runs it under runc.
 """
 
@@ -100,15 +101,22 @@ _APP_FILES = {
             import decimal
             ONE = decimal.Decimal("1.5")
 
-        if __name__ == "__main__":
+        def cube(x):
+            return x ** 3
+
+        if __name__ == "__main__":  # no multiprocessing.freeze_support(): the launcher calls it
             import multiprocessing
-            multiprocessing.freeze_support()
+            from concurrent.futures import ProcessPoolExecutor
             here = os.path.dirname(__file__)
             print("argv", os.path.basename(sys.argv[0]), sys.argv[1:])
             print("file", __file__)
             print("deep", deep.VALUE, Money.ONE)
             print("template", open(os.path.join(here, "templates", "index.html")).read().strip())
             main()
+            for method in ("spawn", "forkserver"):
+                context = multiprocessing.get_context(method)
+                with ProcessPoolExecutor(2, mp_context=context) as pool:
+                    print(method, sorted(pool.map(cube, [2, 3])))
     """,
     "src/myapp/__init__.py": "from . import util\n",
     "src/myapp/util.py": """
@@ -178,12 +186,19 @@ _EXPECTED = [
     "spawn [16, 25]",
     "files from a files layer",
     "version 1",
+    "spawn [8, 27]",
+    "forkserver [8, 27]",
 ]
 
 
 def _run_image(image: Path, work: Path) -> list[str]:
     bundle = unpack(image, work)
-    prepare_bundle(bundle, readonly=True, host_network=False)
+    config = prepare_bundle(bundle, readonly=True, host_network=False)
+    # a read-only root with a tmpfs /tmp (docker run --read-only --tmpfs /tmp): the
+    # forkserver's socket lives there
+    config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+                             "options": ["nosuid", "nodev", "mode=1777"]})
+    (bundle / "config.json").write_text(json.dumps(config))
     done = runc_run(bundle, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.splitlines()
@@ -225,4 +240,16 @@ def test_a_body_edit_in_a_submodule_rebuilds_only_the_code_and_runs(
     changed = {layer["name"] for layer in summary["layers"]
                if layer["digest"] != before[layer["name"]]}
     assert changed == {"app"}
-    assert _run_image(tmp_path / "v2.tar", tmp_path / "run")[-1] == "version 2"
+    assert "version 2" in _run_image(tmp_path / "v2.tar", tmp_path / "run")
+
+
+def test_only_an_app_that_uses_process_pools_gets_their_worker_entry() -> None:
+    """The launcher serves spawn/forkserver workers (freeze_support) before the entry
+    runs, for apps that import multiprocessing or concurrent.futures; others' bundles
+    do not grow by multiprocessing."""
+    plain = launcher_source("app.py", ("import os",))
+    pooled = launcher_source("app.py", ("from concurrent.futures import ProcessPoolExecutor",))
+    assert "multiprocessing" not in plain
+    serve = pooled.index("multiprocessing.freeze_support()")
+    assert pooled.index("sys.path.insert(0, _APP)") < serve < pooled.index("exec(_code")
+    assert "freeze_support" in launcher_source("app.py", ("import multiprocessing.pool",))

@@ -65,9 +65,25 @@ def launcher_source(entry: str, imports: tuple[str, ...]) -> str:
     ]
     for statement in imports:
         lines += ["    try:", f"        {statement}", "    except ImportError:", "        pass"]
-    lines += ["", "", *_RUN_ENTRY.format(entry=entry).splitlines(), ""]
+    lines += ["", ""]
+    if any(s.split()[1].split(".")[0] in _PROCESS_POOLS for s in imports):
+        lines += _SERVE_WORKER.splitlines()
+    lines += [*_RUN_ENTRY.format(entry=entry).splitlines(), ""]
     return "\n".join(lines)
 
+
+_PROCESS_POOLS = frozenset({"multiprocessing", "concurrent"})
+"""Top-level modules whose import makes the launcher serve multiprocessing's workers."""
+
+# A frozen app started as a spawn or forkserver worker (``--multiprocessing-fork``)
+# must hand over to multiprocessing before the app's code runs: PyInstaller asks the
+# app to call freeze_support() first thing. The launcher does it for the app, so
+# workers start with or without that call, and load the entry as ``__mp_main__``
+# the way ``python entry.py``'s workers do.
+_SERVE_WORKER = """\
+import multiprocessing
+multiprocessing.freeze_support()  # a worker process of the app: serve it and exit
+"""
 
 # The entry runs as ``__main__`` the way ``python entry.py`` runs it, not through
 # runpy.run_path: that sets sys.argv[0] to the script (a frozen app's is the

@@ -150,6 +150,8 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         # A pulled layer's uncompressed size is known once it has been read (for the
         # summary; the manifest does not carry it).
         image = replace(base, layers=tuple(sized))
+        base_view = dict(view)  # what the base provides, for "prefer the base's copy"
+        bundled: list[tuple[list[Entry], list[str], str | None]] = []  # for host origins
         by_digest = {layer.digest: layer for layer in sized}
         result.layers = [replace(r, layer=by_digest.get(r.layer.digest, r.layer))
                          for r in result.layers]
@@ -173,6 +175,10 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
                 for part in parts:
                     entries = _select(part.entries, spec, manifest.where)
+                    if lib_dirs:
+                        entries = _prefer_base(entries, base_view, lib_dirs, manifest, ctx.log)
+                        bundled.append((entries, lib_dirs, getattr(spec.pyinstaller,
+                                                                   "python", None)))
                     try:
                         entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
                                             below=view)
@@ -193,11 +199,12 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                                  layer, part.cached or source != BUILT, source))
             pending.clear()
         image = _apply_config(image, manifest.config, manifest, view)
-        libraries = _library_closure(view, library_path, manifest, ctx, created, result,
-                                     known, image, own, names)
+        libraries, host_sources = _library_closure(view, library_path, manifest, ctx, created,
+                                                   result, known, image, own, names)
         if libraries is not None:
             image = append_layers(image, libraries.layer)
             result.layers.append(libraries)
+        image = _label_host_files(image, manifest, bundled, host_sources, libraries)
     result.image = image
     return result
 
@@ -249,7 +256,7 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
                      ctx: BuildContext, created: str,
                      result: BuildResult, known: dict[str, None],
                      image: Image, own: list[list[Entry]],
-                     names: dict[str, str]) -> LayerReport | None:
+                     names: dict[str, str]) -> tuple[LayerReport | None, dict[str, str]]:
     """Check that what the ELF files of the ``own`` layers load resolves in the image,
     starting from the configured programs (``image`` has its config); add host
     libraries if allowed. ``names`` maps paths to the layer giving them (for the
@@ -269,7 +276,7 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
         manifest.base.kind, sorted(library_path.items()), programs, path_dirs,
         [(s.name, [g.pattern for g in s.closure_skip]) for s in manifest.layers])
     if ctx.layers.has_verdict(verdict):
-        return None
+        return None, {}
     scope = {e.path for entries in own for e in entries
              if e.kind is Kind.FILE or e.kind is Kind.HARDLINK}
     skips = {spec.name: spec.closure_skip for spec in manifest.layers if spec.closure_skip}
@@ -284,7 +291,7 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
     result.warnings.extend(closure.warnings)
     if not closure.host_entries:
         ctx.layers.put_verdict(verdict)
-        return None
+        return None, {}
     libs = sorted({p for p, e in ((e.path, e) for e in closure.host_entries)
                    if e.kind is Kind.FILE})
     result.warnings.append(
@@ -293,7 +300,51 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
         "(vulnerability scanners cannot see host files; prefer a Debian base)")
     entries = normalize(closure.host_entries)
     layer, source = _build_or_reuse(entries, "libraries", manifest, ctx, created, False)
-    return LayerReport("libraries", f"{len(libs)} from host", layer, source != BUILT, source)
+    return (LayerReport("libraries", f"{len(libs)} from host", layer, source != BUILT, source),
+            {p: closure.host_sources[p] for p in libs})
+
+
+def _prefer_base(entries: list[Entry], base_view: dict[str, Entry], lib_dirs: list[str],
+                 manifest: Manifest, log: Log) -> list[Entry]:
+    """A bundle's entries without the host libraries its base provides from Debian."""
+    from .sources.attribution import prefer_base_libraries
+    from .sources.ldso import layout_for_platform
+
+    if not base_view:
+        return entries
+    kept, dropped = prefer_base_libraries(entries, base_view, lib_dirs,
+                                          layout_for_platform(manifest.platform.architecture))
+    if dropped:
+        log(f"pyinstaller: {len(dropped)} bundled host libraries left out, the base's Debian "
+            "copies used instead: " + ", ".join(f"{posixpath.basename(e.path)} ({real})"
+                                                for e, real in dropped))
+    return kept
+
+
+def _label_host_files(image: Image, manifest: Manifest,
+                      bundled: list[tuple[list[Entry], list[str], str | None]],
+                      host_sources: dict[str, str], libraries: LayerReport | None) -> Image:
+    """Record which host package each host copy came from (label
+    :data:`~builder.sources.attribution.HOST_FILES_LABEL`), for the SBOM."""
+    if not bundled and not host_sources:
+        return image
+    from .sources.attribution import HOST_FILES_LABEL, host_files_label, host_origins
+    from .sources.ldso import layout_for_platform
+    from .supply.owners import HostDpkg
+
+    layout = layout_for_platform(manifest.platform.architecture)
+    dpkg = HostDpkg()
+    origins: dict[str, tuple[str, str, str]] = {}
+    for entries, lib_dirs, python in bundled:
+        origins.update(host_origins(entries, lib_dirs, {}, layout, dpkg, python))
+    if libraries is not None:
+        origins.update(host_origins([Entry.file(p, lambda: None, 0) for p in host_sources],
+                                    [], host_sources, layout, dpkg))
+    if not origins:
+        return image
+    labels = dict((image.config.get("config") or {}).get("Labels") or {})
+    labels[HOST_FILES_LABEL] = host_files_label(origins)
+    return with_config(image, Labels=labels)
 
 
 def _select(entries: list[Entry], spec: LayerSpec, manifest_file: str) -> list[Entry]:

@@ -28,9 +28,20 @@ from .whiteouts import WHITEOUT, apply_whiteouts, whiteout_target
 ELF_MAGIC = b"\x7fELF"
 KEEP_CONTENT = frozenset({"/etc/passwd", "/etc/group"})
 """Small files whose content the build reads back (to resolve ``config.user``)."""
+_DPKG_DIRS = ("/var/lib/dpkg/status.d/", "/var/lib/dpkg/info/")
+
+
+def kept_content(path: str) -> bool:
+    """:data:`KEEP_CONTENT`, or the dpkg database (status, status.d, file lists), which
+    says which base files a Debian package ships ("prefer the base's copy")."""
+    if path in KEEP_CONTENT or path == "/var/lib/dpkg/status":
+        return True
+    if path.startswith(_DPKG_DIRS[0]):
+        return True
+    return path.startswith(_DPKG_DIRS[1]) and path.endswith((".list", ".md5sums"))
 MAX_KEPT_BYTES = 1 << 20
 """The largest :data:`KEEP_CONTENT` file read from a base layer (1 MiB)."""
-INDEX_FORMAT = 2
+INDEX_FORMAT = 3
 _KINDS = {kind.value: kind for kind in Kind}
 
 
@@ -121,11 +132,12 @@ def _scan(layer: Layer, workdir: Path, copies: dict[str, Path]) -> tuple[list[li
                     shutil.copyfileobj(stream, out, 1 << 20)
                 copies[member.path] = copy
                 content = True
-            elif stream is not None and member.path in KEEP_CONTENT:
-                if info.size > MAX_KEPT_BYTES:
+            elif stream is not None and kept_content(member.path):
+                if info.size > MAX_KEPT_BYTES and member.path in KEEP_CONTENT:
                     raise InputError(f"layer {layer.digest[:19]}…: {member.path} is "
                                      f"{info.size} bytes; at most {MAX_KEPT_BYTES} are read")
-                content = base64.b64encode(head + stream.read()).decode("ascii")
+                if info.size <= MAX_KEPT_BYTES:  # a huge dpkg status stays unread
+                    content = base64.b64encode(head + stream.read()).decode("ascii")
             rows.append([member.path, Kind.FILE.value, mode, info.uid, info.gid, info.size,
                          "", content])
     return rows, tar_bytes[0]
@@ -194,7 +206,7 @@ def entry_rows(entries: list[Entry], elf: set[str] | frozenset[str]) -> list[lis
         if e.kind is Kind.FILE:
             if e.path in elf:
                 content = True
-            elif e.path in KEEP_CONTENT and e.opener is not None:
+            elif kept_content(e.path) and e.opener is not None:
                 with e.opener() as f:
                     content = base64.b64encode(f.read()).decode("ascii")
         rows.append([e.path, e.kind.value, e.mode, e.uid, e.gid, e.size, e.target, content])

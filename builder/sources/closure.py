@@ -789,3 +789,7 @@ def _read_host(path: Path) -> ElfInfo | None:
             return read_elf(stream)
     except OSError:
         return None
+
+
+ImageView = _View
+"""Path lookups in a merged image view (symlinks, hard links): for other modules."""

@@ -1,0 +1,136 @@
+"""Where a bundle's shared libraries should come from, and where they came from.
+
+:func:`prefer_base_libraries` is the "prefer the base's copy" rule: PyInstaller
+copies libraries from the build host into a bundle's library dir (``libssl.so.3``,
+``libz.so.1``, ``libgomp.so.1`` …). When the base has a library of the same name
+in its loader's default dirs, shipped by a Debian package, at least as new (it
+defines every symbol version the bundle's copy defines) and of the same ELF class
+and machine, the bundle's copy is dropped: the program then loads the base's
+copy, which scanners see, and the image is smaller. The closure checks the result.
+
+:func:`host_origins` names what the build host shipped for the files that stay
+host copies: the host's dpkg package and version, or the Python build for
+``libpython``. The pipeline records it in the image (:data:`HOST_FILES_LABEL`) so
+an SBOM made later from the image alone can attribute them.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from ..layers.entries import Entry, Kind
+from ..supply.owners import HostDpkg, Owner, file_owners, is_owner_metadata
+from .closure import ImageView
+from .ldso import LoaderLayout
+
+HOST_FILES_LABEL = "dev.ocibuild.host-files"
+"""Config label: JSON ``{image path: [package, version, host path]}`` of host copies."""
+_SONAME_LIKE = re.compile(r"^lib[^/]*\.so(\.[0-9]+)*$")
+_MAX_METADATA = 1 << 20
+
+
+def debian_files(view: Mapping[str, Entry]) -> dict[str, Owner]:
+    """Real image paths (symlinks resolved in ``view``) -> the Debian package listing them."""
+    metadata = {}
+    for path, entry in view.items():
+        if (is_owner_metadata(path) and not path.endswith("RECORD")
+                and entry.kind is Kind.FILE and entry.opener is not None
+                and entry.size <= _MAX_METADATA):
+            with entry.opener() as f:
+                metadata[path] = f.read()
+    images = ImageView(dict(view))
+    out: dict[str, Owner] = {}
+    for listed, owner in file_owners(metadata).items():
+        real = images.resolve(listed)
+        if real is not None:
+            out.setdefault(real, owner)
+    return out
+
+
+def prefer_base_libraries(entries: Sequence[Entry], base_view: Mapping[str, Entry],
+                          library_dirs: Sequence[str], layout: LoaderLayout,
+                          ) -> tuple[list[Entry], list[tuple[Entry, str]]]:
+    """``entries`` without the libraries of ``library_dirs`` the base provides; the
+    dropped ones come back with the base path that stands in for each."""
+    from .elf import read_elf
+
+    dirs = {posixpath.normpath(d) for d in library_dirs}
+    candidates = [e for e in entries if e.kind is Kind.FILE and e.opener is not None
+                  and posixpath.dirname(e.path) in dirs
+                  and _SONAME_LIKE.match(posixpath.basename(e.path))]
+    if not candidates or not base_view:
+        return list(entries), []
+    owned = debian_files(base_view)
+    base = ImageView(dict(base_view))
+    dropped: dict[str, str] = {}
+    for entry in candidates:
+        name = posixpath.basename(entry.path)
+        for d in layout.default_dirs:
+            real = base.resolve(posixpath.join(d, name))
+            if real is None or real not in owned:
+                continue
+            provider = base.files[real]
+            if provider.opener is None:
+                continue
+            with entry.opener() as f:
+                ours = read_elf(f)
+            with provider.opener() as f:
+                theirs = read_elf(f)
+            if (ours is not None and theirs is not None and ours.compatible(theirs)
+                    and set(ours.verdef) <= set(theirs.verdef)):
+                dropped[entry.path] = real
+            break
+    kept = [e for e in entries if e.path not in dropped]
+    return kept, [(e, dropped[e.path]) for e in entries if e.path in dropped]
+
+
+def host_origins(entries: Sequence[Entry], library_dirs: Sequence[str],
+                 host_sources: Mapping[str, str], layout: LoaderLayout,
+                 dpkg: HostDpkg | None = None, python: str | None = None,
+                 ) -> dict[str, tuple[str, str, str]]:
+    """Image path -> (package, version, host path) for the host copies in ``entries``:
+    the files of ``host_sources`` (image path -> host path: the closure's copies) and
+    the libraries in a bundle's ``library_dirs`` (found on the host by name in the
+    loader's default dirs; ``libpython*`` is the freezing Python's)."""
+    dpkg = dpkg or HostDpkg()
+    dirs = {posixpath.normpath(d) for d in library_dirs}
+    out: dict[str, tuple[str, str, str]] = {}
+    for entry in entries:
+        if entry.kind is not Kind.FILE:
+            continue
+        name = posixpath.basename(entry.path)
+        host_path = host_sources.get(entry.path)
+        if host_path is None and posixpath.dirname(entry.path) in dirs and (
+                _SONAME_LIKE.match(name)):
+            if name.startswith("libpython"):
+                out[entry.path] = _python_build(name, python)
+                continue
+            host_path = next((posixpath.join(d, name) for d in layout.default_dirs
+                              if (Path(d) / name).exists()), None)
+        if host_path is None:
+            continue
+        owner = dpkg.owner(host_path)
+        if owner is not None:
+            out[entry.path] = (owner.name, owner.version, host_path)
+    return dict(sorted(out.items()))
+
+
+def _python_build(name: str, python: str | None) -> tuple[str, str, str]:
+    """libpython is the freezing Python's own (no package database names a pyenv or
+    venv build); its path stays out, as the image must not depend on it."""
+    if python is None:
+        version = ".".join(map(str, sys.version_info[:3]))
+    else:
+        version = name.removeprefix("libpython").split(".so", 1)[0]
+    return ("python", version, f"{name} of the Python that froze the bundle (build host)")
+
+
+def host_files_label(origins: Mapping[str, tuple[str, str, str]]) -> str:
+    """The label value for :data:`HOST_FILES_LABEL` (compact, sorted)."""
+    return json.dumps({k: list(v) for k, v in sorted(origins.items())},
+                      separators=(",", ":"), sort_keys=True)

@@ -421,7 +421,7 @@ def _report_verified(args: argparse.Namespace, result: Any, valid: int, what: st
 
 
 def cmd_sbom(args: argparse.Namespace) -> int:
-    from .supply.sbom import generate, render
+    from .supply.sbom import generate_attributed, render
     from .supply.source import open_subject
 
     if args.output:
@@ -429,7 +429,11 @@ def cmd_sbom(args: argparse.Namespace) -> int:
         check_file_output(Path(args.output))
     subject = open_subject(args.image, insecure=args.insecure,
                            platform=_one_platform(args.platform))
-    data = render(generate(subject, args.format))
+    document, elf = generate_attributed(subject, args.format)
+    data = render(document)
+    _err(elf.summary())
+    for line in elf.warnings():
+        _err(f"warning: {line}")
     if args.output:
         from .supply.commands import write_bytes
         write_bytes(Path(args.output), data)

@@ -151,7 +151,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         # summary; the manifest does not carry it).
         image = replace(base, layers=tuple(sized))
         base_view = dict(view)  # what the base provides, for "prefer the base's copy"
-        bundled: list[tuple[list[Entry], list[str], str | None]] = []  # for host origins
+        bundled: list[tuple[list[Entry], list[str], LayerSpec]] = []  # for host origins
         by_digest = {layer.digest: layer for layer in sized}
         result.layers = [replace(r, layer=by_digest.get(r.layer.digest, r.layer))
                          for r in result.layers]
@@ -175,10 +175,11 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
                 for part in parts:
                     entries = _select(part.entries, spec, manifest.where)
-                    if lib_dirs:
-                        entries = _prefer_base(entries, base_view, lib_dirs, manifest, ctx.log)
-                        bundled.append((entries, lib_dirs, getattr(spec.pyinstaller,
-                                                                   "python", None)))
+                    if spec.pyinstaller is not None:
+                        if lib_dirs:
+                            entries = _prefer_base(entries, base_view, lib_dirs, manifest,
+                                                   ctx.log)
+                        bundled.append((entries, lib_dirs, spec))
                     try:
                         entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
                                             below=view)
@@ -322,7 +323,7 @@ def _prefer_base(entries: list[Entry], base_view: dict[str, Entry], lib_dirs: li
 
 
 def _label_host_files(image: Image, manifest: Manifest,
-                      bundled: list[tuple[list[Entry], list[str], str | None]],
+                      bundled: list[tuple[list[Entry], list[str], LayerSpec]],
                       host_sources: dict[str, str], libraries: LayerReport | None) -> Image:
     """Record which host package each host copy came from (label
     :data:`~builder.sources.attribution.HOST_FILES_LABEL`), for the SBOM."""
@@ -334,9 +335,11 @@ def _label_host_files(image: Image, manifest: Manifest,
 
     layout = layout_for_platform(manifest.platform.architecture)
     dpkg = HostDpkg()
-    origins: dict[str, tuple[str, str, str]] = {}
-    for entries, lib_dirs, python in bundled:
-        origins.update(host_origins(entries, lib_dirs, {}, layout, dpkg, python))
+    origins: dict[str, tuple[str, str, str, str]] = {}
+    for entries, lib_dirs, spec in bundled:
+        exe = posixpath.join(spec.dest, spec.pyinstaller.name)
+        origins.update(host_origins(entries, lib_dirs, {}, layout, dpkg,
+                                    spec.pyinstaller.python, [exe]))
     if libraries is not None:
         origins.update(host_origins([Entry.file(p, lambda: None, 0) for p in host_sources],
                                     [], host_sources, layout, dpkg))

@@ -29,7 +29,7 @@ from .closure import ImageView
 from .ldso import LoaderLayout
 
 HOST_FILES_LABEL = "dev.ocibuild.host-files"
-"""Config label: JSON ``{image path: [package, version, host path]}`` of host copies."""
+"""Config label: JSON ``{image path: [kind, name, version, evidence]}`` of host files."""
 _SONAME_LIKE = re.compile(r"^lib[^/]*\.so(\.[0-9]+)*$")
 _MAX_METADATA = 1 << 20
 
@@ -92,21 +92,31 @@ def prefer_base_libraries(entries: Sequence[Entry], base_view: Mapping[str, Entr
 def host_origins(entries: Sequence[Entry], library_dirs: Sequence[str],
                  host_sources: Mapping[str, str], layout: LoaderLayout,
                  dpkg: HostDpkg | None = None, python: str | None = None,
-                 ) -> dict[str, tuple[str, str, str]]:
-    """Image path -> (package, version, host path) for the host copies in ``entries``:
-    the files of ``host_sources`` (image path -> host path: the closure's copies) and
-    the libraries in a bundle's ``library_dirs`` (found on the host by name in the
-    loader's default dirs; ``libpython*`` is the freezing Python's)."""
+                 bootloaders: Sequence[str] = ()) -> dict[str, tuple[str, str, str, str]]:
+    """Image path -> (kind, name, version, evidence) for what the build host put in
+    ``entries``: ``host-deb`` for the files of ``host_sources`` (image path -> host
+    path: the closure's copies) and the libraries of a bundle's ``library_dirs``
+    (found on the host by name in the loader's default dirs); ``python`` for
+    ``libpython*`` and ``lib-dynload/`` (the freezing Python's build); ``pypi``
+    ``pyinstaller`` for the ``bootloaders`` (the bundle's executable)."""
     dpkg = dpkg or HostDpkg()
     dirs = {posixpath.normpath(d) for d in library_dirs}
-    out: dict[str, tuple[str, str, str]] = {}
+    out: dict[str, tuple[str, str, str, str]] = {}
     for entry in entries:
         if entry.kind is not Kind.FILE:
             continue
         name = posixpath.basename(entry.path)
+        parent = posixpath.dirname(entry.path)
+        if entry.path in bootloaders:
+            out[entry.path] = ("pypi", "pyinstaller", _pinned("pyinstaller"),
+                               "the PyInstaller bootloader")
+            continue
+        if posixpath.basename(parent) == "lib-dynload" and any(
+                parent.startswith(d + "/") for d in dirs):
+            out[entry.path] = _python_build(name, python)
+            continue
         host_path = host_sources.get(entry.path)
-        if host_path is None and posixpath.dirname(entry.path) in dirs and (
-                _SONAME_LIKE.match(name)):
+        if host_path is None and parent in dirs and _SONAME_LIKE.match(name):
             if name.startswith("libpython"):
                 out[entry.path] = _python_build(name, python)
                 continue
@@ -116,21 +126,37 @@ def host_origins(entries: Sequence[Entry], library_dirs: Sequence[str],
             continue
         owner = dpkg.owner(host_path)
         if owner is not None:
-            out[entry.path] = (owner.name, owner.version, host_path)
+            out[entry.path] = ("host-deb", owner.name, owner.version,
+                               f"{host_path} on the build host")
     return dict(sorted(out.items()))
 
 
-def _python_build(name: str, python: str | None) -> tuple[str, str, str]:
-    """libpython is the freezing Python's own (no package database names a pyenv or
-    venv build); its path stays out, as the image must not depend on it."""
-    if python is None:
-        version = ".".join(map(str, sys.version_info[:3]))
-    else:
-        version = name.removeprefix("libpython").split(".so", 1)[0]
-    return ("python", version, f"{name} of the Python that froze the bundle (build host)")
+def _pinned(name: str) -> str:
+    from .pyinstaller import PYINSTALLER_PINS
+
+    return next((p.split("==", 1)[1] for p in PYINSTALLER_PINS if p.startswith(name + "==")),
+                "")
 
 
-def host_files_label(origins: Mapping[str, tuple[str, str, str]]) -> str:
+def _python_build(name: str, python: str | None) -> tuple[str, str, str, str]:
+    """CPython's own files (libpython, lib-dynload) are the freezing Python's build (no
+    package database names a pyenv or venv build); its path stays out of the image."""
+    version = ".".join(map(str, sys.version_info[:3])) if python is None else ""
+    return ("python", "cpython", version, f"{name} of the Python that froze the bundle")
+
+
+def read_host_files_label(config: Mapping[str, object]) -> dict[str, tuple[str, str, str, str]]:
+    """The :data:`HOST_FILES_LABEL` of an image config (``{}`` when absent or bad)."""
+    labels = (config.get("config") or {}).get("Labels") or {}  # type: ignore[union-attr]
+    try:
+        value = json.loads(labels.get(HOST_FILES_LABEL, "{}"))
+        return {str(k): tuple(map(str, v)) for k, v in value.items()  # type: ignore[misc]
+                if isinstance(v, list) and len(v) == 4}
+    except (ValueError, AttributeError, TypeError):
+        return {}
+
+
+def host_files_label(origins: Mapping[str, tuple[str, str, str, str]]) -> str:
     """The label value for :data:`HOST_FILES_LABEL` (compact, sorted)."""
     return json.dumps({k: list(v) for k, v in sorted(origins.items())},
                       separators=(",", ":"), sort_keys=True)

@@ -19,7 +19,8 @@ from urllib.parse import quote
 from .. import __version__
 from ..errors import InputError
 from ..oci.image import Image
-from .inventory import Package, inventory
+from .elfowners import ElfAttribution, ElfFile, attribute_elf_files
+from .inventory import Package, deb_purl, inventory, pypi_name
 from .licenses import spdx_id
 from .source import Subject
 
@@ -61,13 +62,21 @@ def _pkg_ref(p: Package) -> str:
 
 def generate(subject: Subject, fmt: str, environ: dict[str, str] | None = None) -> dict[str, Any]:
     """The SBOM of ``subject`` in ``fmt`` (``spdx-json`` or ``cyclonedx-json``)."""
+    return generate_attributed(subject, fmt, environ)[0]
+
+
+def generate_attributed(subject: Subject, fmt: str, environ: dict[str, str] | None = None,
+                        ) -> tuple[dict[str, Any], ElfAttribution]:
+    """:func:`generate`, and the attribution of the image's ELF files it includes."""
     if fmt not in FORMATS:
         raise InputError(f"unknown SBOM format {fmt!r} (choose from {', '.join(FORMATS)})")
     packages = inventory(subject.image)
     created = created_time(subject.image, environ)
+    elf = attribute_elf_files(subject.image)
     if fmt == "spdx-json":
-        return spdx_document(subject, packages, created)
-    return cyclonedx_document(subject, packages, created)
+        return spdx_with_elf(spdx_document(subject, packages, created), packages, elf), elf
+    return cyclonedx_with_elf(cyclonedx_document(subject, packages, created), packages,
+                              elf), elf
 
 
 def render(document: dict[str, Any]) -> bytes:
@@ -193,3 +202,138 @@ def cyclonedx_document(subject: Subject, packages: list[Package], created: str) 
         "components": components,
         "dependencies": [{"ref": "image", "dependsOn": [c["bom-ref"] for c in components]}],
     }
+
+
+# -- ELF files: who shipped each one -----------------------------------------------------
+
+def _owner_key(kind: str, name: str, version: str) -> tuple[str, str, str]:
+    return (kind, pypi_name(name) if kind == "pypi" else name, version)
+
+
+def _host_purl(f: ElfFile) -> str:
+    owner = f.owner
+    assert owner is not None
+    if owner.kind == "host-deb":
+        return deb_purl(owner.name, owner.version)
+    if owner.kind == "python":
+        return f"pkg:generic/cpython@{quote(owner.version, safe='')}"
+    return f"pkg:pypi/{pypi_name(owner.name)}@{quote(owner.version, safe='')}"
+
+
+def _by_owner(packages: list[Package]) -> dict[tuple[str, str, str], Package]:
+    return {_owner_key(p.ecosystem, p.name, p.version): p for p in packages}
+
+
+def _elf_comment(f: ElfFile) -> str:
+    if f.owner is None:
+        return "ocibuild: not attributed to any package"
+    where = "copied from the build host; " if f.from_host else ""
+    return f"ocibuild: {where}{f.owner.kind} {f.owner.name} {f.owner.version} " \
+           f"({f.owner.evidence})"
+
+
+def spdx_with_elf(document: dict[str, Any], packages: list[Package],
+                  elf: ElfAttribution) -> dict[str, Any]:
+    """Add every ELF file (SPDX ``files``, with SHA-1/SHA-256), each CONTAINed by the
+    package that shipped it; host packages become packages of their own."""
+    known = _by_owner(packages)
+    ids = {_owner_key(p.ecosystem, p.name, p.version): "SPDXRef-Package-" + _pkg_ref(p)
+           for p in packages}
+    files, rels = [], []
+    for f in elf.files:
+        ident = "SPDXRef-File-" + hashlib.sha256(f.path.encode()).hexdigest()[:16]
+        files.append({"SPDXID": ident, "fileName": "." + f.path,
+                      "fileTypes": ["BINARY"],
+                      "checksums": [{"algorithm": "SHA1", "checksumValue": f.sha1},
+                                    {"algorithm": "SHA256", "checksumValue": f.sha256}],
+                      "licenseConcluded": "NOASSERTION", "copyrightText": "NOASSERTION",
+                      "comment": _elf_comment(f)})
+        owner = f.owner
+        parent = "SPDXRef-Image"
+        if owner is not None:
+            key = _owner_key("deb" if owner.kind == "deb" else owner.kind, owner.name,
+                             owner.version)
+            if key not in ids and key not in known:
+                ident_pkg = "SPDXRef-Package-host-" + hashlib.sha256(
+                    repr(key).encode()).hexdigest()[:16]
+                ids[key] = ident_pkg
+                document["packages"].append({
+                    "SPDXID": ident_pkg, "name": owner.name, "versionInfo": owner.version,
+                    "downloadLocation": "NOASSERTION", "filesAnalyzed": False,
+                    "licenseConcluded": "NOASSERTION", "licenseDeclared": "NOASSERTION",
+                    "copyrightText": "NOASSERTION", "primaryPackagePurpose": "LIBRARY",
+                    "sourceInfo": f"ocibuild: {owner.evidence}",
+                    "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER",
+                                      "referenceType": "purl",
+                                      "referenceLocator": _host_purl(f)}]})
+                document["relationships"].append({
+                    "spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS",
+                    "relatedSpdxElement": ident_pkg})
+            parent = ids.get(key, parent)
+        rels.append({"spdxElementId": parent, "relationshipType": "CONTAINS",
+                     "relatedSpdxElement": ident})
+    if files:
+        document["files"] = files
+        document["relationships"].extend(rels)
+        _mark_analyzed(document, rels, {f["SPDXID"]: f for f in files})
+    document["comment"] = "ocibuild: " + elf.summary()
+    return document
+
+
+def _mark_analyzed(document: dict[str, Any], rels: list[dict[str, str]],
+                   files: dict[str, dict[str, Any]]) -> None:
+    """A package that CONTAINS files has them analyzed (SPDX 2.3): its verification
+    code is over the ELF files listed for it (their SHA-1s, sorted)."""
+    sha1s: dict[str, list[str]] = {}
+    for rel in rels:
+        file = files[rel["relatedSpdxElement"]]
+        sha1s.setdefault(rel["spdxElementId"], []).append(file["checksums"][0]["checksumValue"])
+    for package in document["packages"]:
+        listed = sha1s.get(package["SPDXID"])
+        if listed:
+            package["filesAnalyzed"] = True
+            package["packageVerificationCode"] = {
+                "packageVerificationCodeValue": hashlib.sha1(
+                    "".join(sorted(listed)).encode()).hexdigest()}
+            package["comment"] = "ocibuild: only its ELF files are listed and analyzed"
+
+
+def cyclonedx_with_elf(document: dict[str, Any], packages: list[Package],
+                       elf: ElfAttribution) -> dict[str, Any]:
+    """Add every ELF file as an occurrence (evidence) of the component that shipped
+    it; host packages become components of their own; what no package shipped is a
+    ``file`` component."""
+    refs = {_owner_key(p.ecosystem, p.name, p.version): _pkg_ref(p) for p in packages}
+    components = {c["bom-ref"]: c for c in document["components"]}
+    for f in elf.files:
+        owner = f.owner
+        if owner is None:
+            ref = "file-" + hashlib.sha256(f.path.encode()).hexdigest()[:16]
+            components[ref] = {"type": "file", "bom-ref": ref, "name": f.path,
+                               "hashes": [{"alg": "SHA-1", "content": f.sha1},
+                                          {"alg": "SHA-256", "content": f.sha256}],
+                               "properties": [{"name": "ocibuild:attribution",
+                                               "value": "none"}]}
+            continue
+        key = _owner_key(owner.kind, owner.name, owner.version)
+        ref = refs.get(key)
+        if ref is None:
+            ref = refs[key] = "host-" + hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+            components[ref] = {"type": "library", "bom-ref": ref, "name": owner.name,
+                               "version": owner.version, "purl": _host_purl(f),
+                               "properties": [{"name": "ocibuild:origin",
+                                               "value": owner.evidence}]}
+        component = components[ref]
+        occurrences = component.setdefault("evidence", {}).setdefault("occurrences", [])
+        occurrences.append({"location": f.path})
+    document["components"] = list(components.values())
+    document["dependencies"] = [{"ref": "image",
+                                 "dependsOn": [c["bom-ref"] for c in components.values()]}]
+    done = elf.attributed
+    document["metadata"]["properties"] = [
+        {"name": "ocibuild:elf:files", "value": str(len(elf.files))},
+        {"name": "ocibuild:elf:attributed-files", "value": str(len(done))},
+        {"name": "ocibuild:elf:bytes", "value": str(sum(f.size for f in elf.files))},
+        {"name": "ocibuild:elf:attributed-bytes", "value": str(sum(f.size for f in done))},
+    ]
+    return document

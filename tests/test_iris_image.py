@@ -79,16 +79,39 @@ def test_cold_build_elsewhere_gives_the_same_digest(
 
 def test_iris_on_scratch_takes_libraries_from_the_host(cold: dict, tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    """``ocibuild.scratch.yaml``: the host's glibc completes the closure; the app layer is
-    the very same as on the cc base (the freeze is cached and reproducible)."""
+    """``ocibuild.scratch.yaml``: the host's glibc completes the closure; the app layers
+    are the very same as on the cc base (the freeze is cached and reproducible), but
+    for the runtime layer: on cc it leaves out the libraries the base ships
+    (libstdc++, libgcc_s, libz), on scratch it keeps them."""
     summary, log = build_json(IRIS / "ocibuild.scratch.yaml", tmp_path / "s.tar", cold["cache"],
                           capsys)
     names = [layer["name"] for layer in summary["layers"]]
     assert names[-3:] == ["app", "model", "libraries"] and "from the build host" in log
     digests = {layer["name"]: layer["digest"] for layer in summary["layers"]}
     on_cc = {layer["name"]: layer["digest"] for layer in cold["summary"]["layers"]}
-    assert all(digests[name] == on_cc[name] for name in names if name.startswith("app"))
+    assert all(digests[name] == on_cc[name] for name in names
+               if name.startswith("app") and name != "app:python")
+    assert digests["app:python"] != on_cc["app:python"]
     assert _predict(unpack(tmp_path / "s.tar", tmp_path), tmp_path) == {"result": 2}
+    assert_every_elf_file_attributed(tmp_path / "s.tar", capsys)
+
+
+def test_the_iris_sbom_attributes_every_elf_file(cold: dict,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    assert_every_elf_file_attributed(cold["tar"], capsys)
+    assert "left out, the base's Debian copies used instead: libgcc_s.so.1" in cold["log"]
+
+
+def assert_every_elf_file_attributed(image_tar: Path,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from builder.sources.archive import read_image
+    from builder.supply.elfowners import attribute_elf_files
+    from helpers import cli
+
+    files = attribute_elf_files(read_image(image_tar)).files
+    assert files and [f.path for f in files if f.owner is None] == []
+    code, _, err = cli("sbom", image_tar, "--format", "cyclonedx-json", capsys=capsys)
+    assert code == 0 and f"ELF files attributed: {len(files)}/{len(files)} (100.0 %)" in err
 
 
 def _predict(bundle: Path, tmp_path: Path) -> object:

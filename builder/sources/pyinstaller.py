@@ -218,6 +218,7 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
             # dist-info for every requirement (and what it pulls in), so SBOMs and
             # scanners can see the Python packages inside the bundle.
             args += ["--recursive-copy-metadata", name]
+        _drop_outside_records(venv / "lib")  # before PyInstaller copies any dist-info
         cmd = [str(venv / "bin" / "python"), "-m", "PyInstaller", *args,
                "--distpath", "../dist", "--workpath", "../work", "--specpath", ".",
                SCRIPT_NAME if script is not None else options.entry.name]
@@ -230,7 +231,6 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         for line in said:
             log(f"pyinstaller: {line}")
         check_declared(analysed, output_of(proc))
-        _drop_outside_records(produced)
         if options.strip and options.mode == "onefile":
             log("pyinstaller: strip is not applied in onefile mode (see builder.sources.elfstrip)")
         if options.strip and options.mode == "onedir":
@@ -348,18 +348,23 @@ def bundle_entries(frozen: FrozenApp | Path, dest: str) -> list[Entry]:
     return entries
 
 
-def _drop_outside_records(bundle: Path) -> None:
-    """Remove RECORD rows for files outside site-packages (``../../../bin/flask``).
+def _drop_outside_records(site: Path) -> None:
+    """Remove RECORD rows for files outside site-packages (``../../../bin/flask``) in
+    the build venv, before PyInstaller copies the dist-info into the bundle (in
+    onefile mode into the executable's archive, where nothing can edit it later).
 
     Those are console scripts, which a bundle never holds; their hashes cover a
     shebang naming the build venv's path, so keeping the rows would make two
-    builds in different directories differ.
+    builds from different cache paths differ. Each file is replaced whole (the
+    venv is shared by concurrent freezes).
     """
-    for record in sorted(bundle.rglob("*.dist-info/RECORD")):
+    for record in sorted(site.glob("python*/site-packages/*.dist-info/RECORD")):
         lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
         kept = [line for line in lines if not line.startswith("../")]
         if kept != lines:
-            record.write_text("".join(kept), encoding="utf-8")
+            tmp = record.with_name(f".RECORD.{os.getpid()}.tmp")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, record)
 
 
 # --- the venv --------------------------------------------------------------------------

@@ -19,12 +19,15 @@ and what none of these names is listed as unattributed.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from ..layers.reader import iter_members
 from ..layers.whiteouts import apply_whiteouts, whiteout_target
 from ..oci.image import Image
+from .carchive import TAIL_BYTES, archive_metadata, has_cookie
+from .inventory import Package, python_package
 from .owners import Owner, file_owners, is_owner_metadata, wheel_libs_owner
 
 ELF_MAGIC = b"\x7fELF"
@@ -48,6 +51,7 @@ class ElfFile:
 @dataclass(frozen=True)
 class ElfAttribution:
     files: list[ElfFile]
+    packages: list[Package] = field(default_factory=list)  # inside onefile executables
 
     @property
     def attributed(self) -> list[ElfFile]:
@@ -85,7 +89,7 @@ def attribute_elf_files(image: Image) -> ElfAttribution:
     from ..sources.closure import ImageView
     from ..layers.entries import Entry
 
-    elf, metadata, links = _scan(image)
+    elf, metadata, links, onefile = _scan(image)
     view = ImageView({**{p: Entry.symlink(p, t) for p, t in links.items()},
                       **{p: Entry.file(p, _nothing, 0) for p in (*elf, *metadata)}})
     owners: dict[str, Owner] = {}
@@ -99,7 +103,30 @@ def attribute_elf_files(image: Image) -> ElfAttribution:
         size, sha1, sha256 = elf[path]
         owner = owners.get(path) or wheel_libs_owner(path, owners) or host.get(path)
         files.append(ElfFile(path, size, sha1, sha256, owner))
-    return ElfAttribution(files)
+    return ElfAttribution(files, _onefile_packages(image, onefile))
+
+
+def _onefile_packages(image: Image, paths: set[str]) -> list[Package]:
+    """The distributions whose dist-info a PyInstaller onefile executable carries
+    (a second pass, only over the layers holding one)."""
+    out: list[Package] = []
+    for index, layer in enumerate(image.layers):
+        for member, tar, info in iter_members(layer, index) if paths else ():
+            if member.path not in paths or not info.isfile():
+                continue
+            stream = tar.extractfile(info)
+            if stream is None:
+                continue
+            with tempfile.TemporaryFile() as spool:
+                while chunk := stream.read(_CHUNK):
+                    spool.write(chunk)
+                found = archive_metadata(spool, info.size)
+            out = [p for p in out if not p.location.startswith(member.path + "!")]
+            for name in sorted(found):
+                pkg = python_package(found[name], f"{member.path}!/{name}")
+                if pkg is not None:
+                    out.append(pkg)
+    return out
 
 
 def _nothing():  # an opener never called: the view only resolves paths
@@ -107,10 +134,11 @@ def _nothing():  # an opener never called: the view only resolves paths
 
 
 def _scan(image: Image) -> tuple[dict[str, tuple[int, str, str]], dict[str, bytes],
-                                 dict[str, str]]:
+                                 dict[str, str], set[str]]:
     elf: dict[str, tuple[int, str, str]] = {}
     metadata: dict[str, bytes] = {}
     links: dict[str, str] = {}
+    onefile: dict[str, bool] = {}  # ELF files ending in a CArchive cookie
     for index, layer in enumerate(image.layers):
         whiteouts: list[tuple[str, bool]] = []
         for member, tar, info in iter_members(layer, index):
@@ -118,7 +146,7 @@ def _scan(image: Image) -> tuple[dict[str, tuple[int, str, str]], dict[str, byte
             if hidden is not None:
                 whiteouts.append(hidden)
                 continue
-            for table in (elf, metadata, links):
+            for table in (elf, metadata, links, onefile):
                 table.pop(member.path, None)
             if info.issym():
                 links[member.path] = info.linkname
@@ -128,20 +156,26 @@ def _scan(image: Image) -> tuple[dict[str, tuple[int, str, str]], dict[str, byte
                     continue
                 head = stream.read(4)
                 if head == ELF_MAGIC:
-                    elf[member.path] = _hashes(head, stream, info.size)
+                    size, sha1, sha256, tail = _hashes(head, stream, info.size)
+                    elf[member.path] = (size, sha1, sha256)
+                    if has_cookie(tail):
+                        onefile[member.path] = True
                 elif is_owner_metadata(member.path) and info.size <= _MAX_METADATA:
                     metadata[member.path] = head + stream.read()
-        for table in (elf, metadata, links):
+        for table in (elf, metadata, links, onefile):
             apply_whiteouts(table, whiteouts)
-    return elf, metadata, links
+    return elf, metadata, links, set(onefile)
 
 
-def _hashes(head: bytes, stream: Iterable[bytes], size: int) -> tuple[int, str, str]:
+def _hashes(head: bytes, stream: Iterable[bytes], size: int) -> tuple[int, str, str, bytes]:
+    """Size, SHA-1, SHA-256 and the last bytes (for a CArchive cookie)."""
     sha1, sha256 = hashlib.sha1(head), hashlib.sha256(head)
+    tail = head
     while True:
         chunk = stream.read(_CHUNK)  # type: ignore[attr-defined]
         if not chunk:
             break
         sha1.update(chunk)
         sha256.update(chunk)
-    return size, sha1.hexdigest(), sha256.hexdigest()
+        tail = (tail + chunk)[-TAIL_BYTES:]
+    return size, sha1.hexdigest(), sha256.hexdigest(), tail

@@ -222,6 +222,10 @@ def _python(data: bytes, path: str) -> Package | None:
                    supplier=headers.get("Author") or None)
 
 
+python_package = _python
+"""A :class:`Package` from a METADATA file's bytes (None without a name and version)."""
+
+
 def describe(packages: Iterable[Package]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for p in packages:

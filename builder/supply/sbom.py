@@ -70,9 +70,9 @@ def generate_attributed(subject: Subject, fmt: str, environ: dict[str, str] | No
     """:func:`generate`, and the attribution of the image's ELF files it includes."""
     if fmt not in FORMATS:
         raise InputError(f"unknown SBOM format {fmt!r} (choose from {', '.join(FORMATS)})")
-    packages = inventory(subject.image)
-    created = created_time(subject.image, environ)
     elf = attribute_elf_files(subject.image)
+    packages = sorted({*inventory(subject.image), *elf.packages}, key=lambda p: p.sort_key)
+    created = created_time(subject.image, environ)
     if fmt == "spdx-json":
         return spdx_with_elf(spdx_document(subject, packages, created), packages, elf), elf
     return cyclonedx_with_elf(cyclonedx_document(subject, packages, created), packages,

@@ -337,6 +337,8 @@ def _label_host_files(image: Image, manifest: Manifest,
     dpkg = HostDpkg()
     origins: dict[str, tuple[str, str, str, str]] = {}
     for entries, lib_dirs, spec in bundled:
+        if spec.pyinstaller.build_root is not None:
+            continue  # frozen inside a build root: its files are not the host's
         exe = posixpath.join(spec.dest, spec.pyinstaller.name)
         origins.update(host_origins(entries, lib_dirs, {}, layout, dpkg,
                                     spec.pyinstaller.python, [exe]))

@@ -63,6 +63,8 @@ def _build_layer(ordered: list[Entry], blob_dir: Path, epoch: int, compression: 
         clear_non_file(final)
         os.replace(tmp_name, final)
         write_elf_note(blob_dir, uncompressed.digest, stats.elf)
+        from .reader import checked_marker, mark_checked  # what ocibuild writes passes
+        mark_checked(checked_marker(blob_dir.parent, compressed.digest, uncompressed.digest))
     except BaseException:
         try:
             os.unlink(tmp_name)

@@ -7,6 +7,7 @@ import io
 import tarfile
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 from ..oci.image import Image, Layer
@@ -87,10 +88,35 @@ def iter_members(layer: Layer, index: int = 0, *,
             on_end(counted.count)
 
 
-def check_layers(image: Image) -> None:
+def checked_marker(cache_dir: Path, digest: str, diff_id: str) -> Path:
+    """Where :func:`check_layers` remembers that blob ``digest`` is a tar that matches
+    ``diff_id`` and whose members pass (the layer builder marks what it writes)."""
+    name = f"{digest.split(':', 1)[-1][:32]}-{diff_id.split(':', 1)[-1][:32]}"
+    return cache_dir / "checked" / name
+
+
+def mark_checked(marker: Path) -> None:
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass  # a cache that cannot be written only costs a re-check
+
+
+def check_layers(image: Image, cache_dir: Path | None = None) -> None:
     """Read every layer of ``image`` through :func:`iter_members`: a member that
     escapes the root (or is otherwise refused) or a tar that does not match its
-    diff_id raises, as it would in ``inspect`` or ``audit``."""
+    diff_id raises, as it would in ``inspect`` or ``audit``.
+
+    With ``cache_dir``, a layer that passed (or that ocibuild wrote) is remembered
+    there by blob digest and diff_id and not read again: a registry checks a blob's
+    digest on upload, so the same digest is the same, already checked, tar.
+    """
     for index, layer in enumerate(image.layers):
+        marker = checked_marker(cache_dir, layer.digest, layer.diff_id) if cache_dir else None
+        if marker is not None and marker.exists():
+            continue
         for _ in iter_members(layer, index):
             pass
+        if marker is not None:
+            mark_checked(marker)

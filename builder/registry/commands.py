@@ -30,13 +30,14 @@ def push(tar_path: str | Path, refs: Sequence[str], insecure: bool = False,
     ``json`` is accepted for symmetry with the CLI flag; the result is the same
     dict either way (the caller renders it).
     """
+    from ..cache import default_cache_dir
     from ..layers.reader import check_layers
     from ..oci.index import images_of
     from ..sources.archive import read_artifact
 
     image = read_artifact(Path(tar_path))
-    for each in images_of(image):
-        check_layers(each)  # refused members are refused before any blob is sent
+    for each in images_of(image):  # refused members are refused before any blob is sent
+        check_layers(each, default_cache_dir())
     pool = pool or ClientPool(insecure=insecure)
     digest = push_image(image, list(refs), insecure=insecure, pool=pool, on_event=on_event,
                         progress=progress)

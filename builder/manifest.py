@@ -47,6 +47,10 @@ from .layers.entries import check_symlink_target, image_path
 from .oci.types import Platform
 from .yamlspec import Node, load
 
+MAX_LAYERS = 125
+"""Most layers an image may have, base included: docker refuses to run more ("max depth
+exceeded", moby's maxLayerDepth), and overlay mounts stop at 127-128 lower layers."""
+
 _LAYER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _IMAGE_NAME = re.compile(
     r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::[0-9]+)?"
@@ -216,6 +220,9 @@ def load_manifest(path: Path | str) -> Manifest:
     compression = top.optional("compression", lambda n: _choice(n, COMPRESSIONS[:2]), "gzip")
     libraries = top.optional("libraries", _libraries, "none")
     layers_node = top.required("layers")
+    if len(layers_node.list()) > MAX_LAYERS:
+        raise layers_node.error(f"{len(layers_node.list())} layers: an image may have at most "
+                                f"{MAX_LAYERS} (MAX_LAYERS), the most docker will run")
     sources: list[Source] = []
     layers = tuple(_layer(item, folder, sources) for item in layers_node.list())
     seen: dict[str, LayerSpec] = {}

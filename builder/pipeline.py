@@ -28,7 +28,7 @@ from .layers.build import build_layer, entries_cache_key, layer_cache_key
 from .layers.entries import Entry, Kind, collector_paused
 from .layers.tarwriter import normalize
 from .layers.view import blob_layer_entries, merge
-from .manifest import ConfigSpec, LayerSpec, Manifest
+from .manifest import MAX_LAYERS, ConfigSpec, LayerSpec, Manifest
 from .oci.image import Image, Layer, append_layers, empty_image, with_config
 from .oci.types import BASE_DIGEST_ANNOTATION, BASE_NAME_ANNOTATION
 from .oserrors import naming
@@ -129,6 +129,11 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
     created = rfc3339(ctx.epoch)
     outside = _outside_context(manifest, ctx.strict)
     base, base_reports, warnings = _base_image(manifest, ctx, created)
+    if len(base.layers) + len(manifest.layers) > MAX_LAYERS:
+        raise ManifestError(f"{len(base.layers)} base layers and {len(manifest.layers)} of its "
+                            f"own make more than {MAX_LAYERS} (MAX_LAYERS), the most docker "
+                            "will run", file=manifest.where, line=manifest.base.line or None,
+                            field="base")
     if manifest.compression == "zstd":
         warnings = [*warnings, ZSTD_WARNING]
     result = BuildResult(base, manifest.image, list(base_reports), outside + list(warnings))

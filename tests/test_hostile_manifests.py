@@ -11,6 +11,7 @@ import pytest
 from builder.manifest import load_manifest
 from builder.yamlspec import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_VALUES
 from hostile import assert_unchanged, refused, snapshot
+from registry_fixtures import make_image, registry  # noqa: F401 - fixture
 
 LAYER = "layers: [{name: a, directories: [{path: /x}]}]\n"
 
@@ -172,3 +173,28 @@ def test_an_alias_bomb_in_a_base_definition_names_that_file(tmp_path):
 def test_a_nul_in_what_a_program_receives_is_refused(tmp_path, config, field):
     _refused_manifest(tmp_path, "image: a/b:1\n" + LAYER + f"config: {config}\n",
                       rf"m\.yaml:3: {field}.*: contains a NUL character")
+
+
+def test_more_layers_than_docker_runs_is_refused_before_building(tmp_path):
+    from builder.manifest import MAX_LAYERS
+
+    layers = "".join(f"  - {{name: l{i}, directories: [{{path: /d{i}}}]}}\n"
+                     for i in range(MAX_LAYERS + 1))
+    _refused_manifest(tmp_path, "image: a/b:1\nlayers:\n" + layers,
+                      rf"m\.yaml:3: layers: {MAX_LAYERS + 1} layers: an image may have at most "
+                      rf"{MAX_LAYERS} \(MAX_LAYERS\)")
+
+
+def test_a_base_whose_layers_leave_no_room_is_refused_naming_base(tmp_path, registry):
+    from builder.manifest import MAX_LAYERS
+    from builder.registry.push import push_image
+
+    digest = push_image(make_image(tmp_path / "img", "deep", layers=MAX_LAYERS, size=10),
+                        [f"{registry.host}/hostile/deep:1"], insecure=True)
+    manifest = _write(tmp_path, f"image: a/b:1\nbase: {registry.host}/hostile/deep@{digest}\n"
+                      + LAYER)
+    before = snapshot(tmp_path)  # the pulled base may land in the cache; nothing else
+    refused(["build", manifest, "-o", tmp_path / "out.tar", "--insecure"], cwd=tmp_path,
+            match=rf"m\.yaml:2: base: {MAX_LAYERS} base layers and 1 of its own make more "
+                  rf"than {MAX_LAYERS}")
+    assert_unchanged(before, snapshot(tmp_path))

@@ -253,3 +253,17 @@ def test_only_an_app_that_uses_process_pools_gets_their_worker_entry() -> None:
     serve = pooled.index("multiprocessing.freeze_support()")
     assert pooled.index("sys.path.insert(0, _APP)") < serve < pooled.index("exec(_code")
     assert "freeze_support" in launcher_source("app.py", ("import multiprocessing.pool",))
+
+
+def test_a_folder_named_like_a_stdlib_package_is_not_the_apps_unless_a_package(
+        tmp_path: Path) -> None:
+    """Python imports the standard library's ``http`` over an ``http/`` folder without
+    ``__init__.py`` beside the script, so its imports stay in the import set (else the
+    bundle would lack ``http.server``); a regular package of that name is the app's."""
+    write(tmp_path / "app.py", "import http.server\nimport email.utils\nimport handlers.api\n")
+    write(tmp_path / "http/routes.py", "x = 1\n")
+    write(tmp_path / "email/__init__.py", "")
+    write(tmp_path / "handlers/api.py", "import json\n")  # a namespace package of the app's
+    app = scan_app(tmp_path / "app.py")
+    assert app.imports == ("import http.server", "import json")
+    assert app.files == ("app.py", "email/__init__.py", "handlers/api.py")

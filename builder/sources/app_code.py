@@ -23,6 +23,7 @@ import ast
 import glob
 import os
 import posixpath
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,8 +113,8 @@ def added_data_names(extra_args: tuple[str, ...], root: Path) -> tuple[str, ...]
 
 def own_top_level(root: Path, name: str) -> Path | None:
     """The file or package dir of top-level module ``name`` in the app's folder, if any:
-    ``name.py``, a package (or namespace package) ``name/``, or an extension module
-    ``name.*.so``."""
+    ``name.py``, a package (or namespace package, unless the standard library has
+    that name) ``name/``, or an extension module ``name.*.so``."""
     if not name.isidentifier():
         return None
     module = root / f"{name}.py"
@@ -121,7 +122,10 @@ def own_top_level(root: Path, name: str) -> Path | None:
         return module
     package = root / name
     if package.is_dir() and package.name not in SKIP_DIRS and _has_python(package):
-        return package
+        if (package / "__init__.py").is_file() or name not in sys.stdlib_module_names:
+            return package
+        # a namespace portion loses to the standard library's module of that name,
+        # wherever that lies on sys.path: `import http.server` beside an `http/` folder
     for candidate in sorted(root.glob(f"{name}.*")):
         if candidate.is_file() and candidate.name.endswith(_EXTENSION_SUFFIXES):
             return candidate

@@ -773,6 +773,22 @@ def _short_form(argv: list[str], commands: Any) -> list[str]:
     return argv
 
 
+def _check_image_input(image: str | None) -> None:
+    """An IMAGE argument (inspect, audit, sbom, push) that exists must be a file or a
+    directory: opening a FIFO or a device as a tarball would block or read forever."""
+    import stat
+
+    from .errors import InputError
+
+    try:
+        mode = os.stat(image).st_mode if image else None
+    except OSError:
+        return  # not a path here: a reference, or missing (the command says which)
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{image}: not a regular file or directory, so not an image "
+                         "tarball or layout directory")
+
+
 def _describe_os_error(e: OSError, args: argparse.Namespace) -> str:
     """An OS error naming its path and whether it is the output, the cache or the
     temporary directory (a full disk says which of them is full)."""
@@ -798,6 +814,7 @@ def main(argv: list[str] | None = None) -> int:
     # are removed and no half-written output is left behind.
     previous = _on_sigterm(_terminate)
     try:
+        _check_image_input(getattr(args, "image", None))
         return func(args)
     except OcibuildError as e:
         _err(f"error: {printable(str(e))}")

@@ -182,3 +182,15 @@ def test_keygen_force_replaces_a_symlinked_key_file_never_its_target(tmp_path):
     assert precious.read_text() == "keep me"
     key = os.lstat(tmp_path / "k.key")
     assert stat.S_ISREG(key.st_mode) and stat.S_IMODE(key.st_mode) == 0o600
+
+
+
+@pytest.mark.parametrize("command", [["inspect"], ["audit"], ["sbom"], ["push", "IMAGE",
+                                                                       "127.0.0.1:9/a/b:1"]])
+def test_an_image_argument_that_is_a_fifo_is_refused_without_blocking(tmp_path, command):
+    os.mkfifo(tmp_path / "image.tar")
+    args = [tmp_path / "image.tar" if a == "IMAGE" else a for a in command]
+    if len(args) == 1:
+        args.append(tmp_path / "image.tar")
+    refused(args, cwd=tmp_path, match=r"image\.tar: not a regular file or directory")
+    assert stat.S_ISFIFO(os.lstat(tmp_path / "image.tar").st_mode)

@@ -179,8 +179,11 @@ def resolve_closure(files: Mapping[str, Entry], *,
         wanted_names = {n for i in rest.values() for n in i.needed}
         top = [p for p, i in rest.items()
                if posixpath.basename(p) not in wanted_names and i.soname not in wanted_names]
+        before = len(loader.reached)
         for path in top or list(rest):
             loader.run(path, program=False, fatal=True)
+        if len(loader.reached) == before:
+            break  # cannot happen (a root reaches itself); never loop on it
     for path, info in in_scope.items():
         if info.is_program and view.resolve(path) not in loader.reached:
             loader.run(path, program=True, fatal=False)

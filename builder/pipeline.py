@@ -36,7 +36,7 @@ from .progress import NullProgress, Progress
 from .sources.files import tree_entries
 
 LAYER_JOBS = 3  # layers built at once; compression has its own pool
-CLOSURE_RULES = 2  # bump when the closure's verdict can change for the same image
+CLOSURE_RULES = 3  # bump when the closure's verdict can change for the same image
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 Log = Callable[[str], None]
@@ -200,6 +200,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
             for part, entries, future in pending:
                 layer, source = future.result()
                 _note_non_elf(known, entries, elf_members(ctx.blob_dir, layer.diff_id))
+                _note_needs(known, entries, part.needs)
                 image = append_layers(image, layer)
                 result.layers.append(LayerReport(part.name, part.detail or _count(entries),
                                                  layer, part.cached or source != BUILT, source))
@@ -241,6 +242,22 @@ def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: Bu
     hit = ctx.layers.layer(key, make, content=lambda: memoized_content_key(
         ctx.cache_dir, f"{manifest.file}\0{name}", entries, *parts))
     return hit.layer, hit.source
+
+
+def _note_needs(known: dict, entries: list[Entry],
+                needs: tuple[tuple[str, tuple[str, ...]], ...]) -> None:
+    """Lay what an ELF file loads beyond its DT_NEEDED over ``known`` (read once here)."""
+    from .sources.elf import read_elf
+
+    by_path = {e.path: e for e in entries}
+    for path, extra in needs:
+        entry = by_path.get(path)
+        if entry is None or entry.kind is not Kind.FILE or entry.opener is None or not extra:
+            continue
+        with entry.opener() as f:
+            info = read_elf(f)
+        if info is not None:
+            known[path] = replace(info, needed=tuple(dict.fromkeys(info.needed + extra)))
 
 
 def _note_non_elf(known: dict[str, None], entries: list[Entry],
@@ -493,6 +510,9 @@ class LayerPart:
     entries: list[Entry]
     detail: str | None = None
     cached: bool = False
+    needs: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """ELF files of the layer (image path) that load more than their DT_NEEDED says:
+    a onefile executable's packed libraries (:mod:`builder.sources.onefile_libs`)."""
 
 
 def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path, manifest_file: str,
@@ -545,8 +565,9 @@ def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path, manifest_file: 
     bundle = bundle_entries(frozen, spec.dest)
     entry = spec.pyinstaller.entry.name
     if frozen.app is None:  # onefile: one executable, one layer
+        exe = posixpath.join(spec.dest, frozen.executable)
         return [LayerPart(spec.name, bundle + entries, f"pyinstaller {entry} (onefile)",
-                          frozen.cached)], lib_dirs
+                          frozen.cached, ((exe, frozen.packed_needs),))], lib_dirs
     groups = plan_bundle(bundle, spec.dest, frozen.executable,
                          distribution_owners(frozen.dist_dir / INTERNAL))
     parts = [LayerPart(f"{spec.name}:{g.part}", list(g.entries), g.detail, frozen.cached)

@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from builder.sources.app_code import added_data_names, scan_app
 from builder.sources.launcher import launcher_source
 from builder.sources.pyinstaller import FrozenApp, bundle_entries
 from helpers import build_json, cli, write
-from runtime import prepare_bundle, runc_run, unpack
+from runtime import prepare_bundle, runc_run, runc_start_detached, runc_stop, unpack
 
 
 def test_add_data_names_are_the_top_level_names_it_creates(tmp_path: Path) -> None:
@@ -191,7 +192,7 @@ _EXPECTED = [
 ]
 
 
-def _run_image(image: Path, work: Path) -> list[str]:
+def _bundle(image: Path, work: Path) -> Path:
     bundle = unpack(image, work)
     config = prepare_bundle(bundle, readonly=True, host_network=False)
     # a read-only root with a tmpfs /tmp (docker run --read-only --tmpfs /tmp): the
@@ -199,7 +200,11 @@ def _run_image(image: Path, work: Path) -> list[str]:
     config["mounts"].append({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
                              "options": ["nosuid", "nodev", "mode=1777"]})
     (bundle / "config.json").write_text(json.dumps(config))
-    done = runc_run(bundle, timeout=120)
+    return bundle
+
+
+def _run_image(image: Path, work: Path) -> list[str]:
+    done = runc_run(_bundle(image, work), timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.splitlines()
 
@@ -267,3 +272,46 @@ def test_a_folder_named_like_a_stdlib_package_is_not_the_apps_unless_a_package(
     app = scan_app(tmp_path / "app.py")
     assert app.imports == ("import http.server", "import json")
     assert app.files == ("app.py", "email/__init__.py", "handlers/api.py")
+
+
+@pytest.mark.slow
+def test_onefile_on_scratch_gets_what_its_packed_libpython_loads_and_stops_on_sigterm(
+        own_package_app: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The libraries inside a onefile executable are not image files, yet libpython
+    needs glibc's libm: the closure takes it from the host, and the app starts (in a
+    tmpfs /tmp, where it unpacks) and ends on SIGTERM, its atexit handler run."""
+    root = own_package_app["root"]
+    write(root / "src/loop.py", """
+        import atexit, time
+        atexit.register(lambda: print("atexit ran", flush=True))
+        print("started", flush=True)
+        while True:
+            time.sleep(0.1)
+    """)
+    write(root / "onefile.yaml", """
+        image: test/onefile:1
+        platform: linux/amd64
+        base: scratch
+        libraries: {from: host}
+        layers:
+          - name: app
+            pyinstaller: {entry: src/loop.py, requirements: requirements.txt, mode: onefile}
+            dest: /app
+        config:
+          entrypoint: ["/app/loop"]
+    """)
+    build_json(root / "onefile.yaml", tmp_path / "onefile.tar", own_package_app["cache"], capsys)
+    bundle = _bundle(tmp_path / "onefile.tar", tmp_path)
+    log = tmp_path / "container.log"
+    cid, proc = runc_start_detached(bundle, log)
+    try:
+        deadline = time.monotonic() + 60
+        while b"started" not in log.read_bytes() and proc.poll() is None:
+            assert time.monotonic() < deadline, log.read_text(errors="replace")
+            time.sleep(0.1)
+        assert proc.poll() is None, log.read_text(errors="replace")
+        subprocess.run(["runc", "kill", cid, "TERM"], check=True, capture_output=True)
+        assert proc.wait(timeout=10) == 143
+    finally:
+        runc_stop(cid, proc)
+    assert log.read_text().splitlines() == ["started", "atexit ran"]

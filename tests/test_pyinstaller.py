@@ -169,6 +169,13 @@ def test_onefile_gives_one_executable(tmp_path: Path, shared_cache: Path) -> Non
     out = subprocess.run([str(frozen.dist_dir / "hello")], capture_output=True, text=True,
                          check=True)
     assert "frozen" in out.stdout
+    # what the packed libpython loads from the image (the closure checks it): glibc's
+    # libm and libc, not libpython itself, which the executable carries
+    assert {"libc.so.6", "libm.so.6"} <= set(frozen.packed_needs)
+    assert not any(name.startswith("libpython") for name in frozen.packed_needs)
+    again = freeze(PyInstallerOptions(entry=options.entry, mode="onefile"),
+                   cache_dir=shared_cache)
+    assert again.cached and again.packed_needs == frozen.packed_needs
 
 
 def test_extra_args_paths_are_relative_to_the_app(tmp_path: Path, shared_cache: Path) -> None:

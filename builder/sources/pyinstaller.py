@@ -115,6 +115,8 @@ class FrozenApp:
     key: str
     library_dirs: tuple[str, ...] = ()
     app: AppCode | None = None
+    packed_needs: tuple[str, ...] = ()
+    """onefile: what the libraries packed in the executable need and do not pack."""
 
 
 @dataclass(frozen=True)
@@ -190,7 +192,9 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
             if app is not None else f"pyinstaller: {options.entry.name}: cached ({dist_key[:12]})")
         for line in _read_lines(warnings):  # what PyInstaller said when it made it
             log(f"pyinstaller: {line}")
-        return FrozenApp(dist, exe, True, dist_key, lib_dirs, app)
+        return FrozenApp(dist, exe, True, dist_key, lib_dirs, app,
+                         _onefile_needs(options, dist, cache_dir / "venv" / plan.venv_key,
+                                        runner))
 
     env = _build_env(epoch)
     venv = _ensure_venv(cache_dir / "venv" / plan.venv_key, python, options.requirements,
@@ -247,7 +251,18 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
             (produced / exe).rename(out / exe)
         _write_lines(warnings, said)
         _publish(out, dist)
-    return FrozenApp(dist, exe, False, dist_key, lib_dirs, app)
+    return FrozenApp(dist, exe, False, dist_key, lib_dirs, app,
+                     _onefile_needs(options, dist, venv, runner))
+
+
+def _onefile_needs(options: PyInstallerOptions, dist: Path, venv: Path,
+                   runner: Runner) -> tuple[str, ...]:
+    if options.mode != "onefile":
+        return ()
+    from .onefile_libs import recorded_needs
+
+    return recorded_needs(dist / options.name, venv / "bin" / "python", runner=runner,
+                          env=_build_env(0), scratch=_scratch_parent(dist.parent.parent))
 
 
 def _scan_own_code(options: PyInstallerOptions) -> AppCode:

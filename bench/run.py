@@ -396,6 +396,55 @@ def pushes(b: Bench, image: Path) -> None:
             reg.stop()
 
 
+def fleet(b: Bench) -> None:
+    """Fresh runner, warm registry cache: ``examples/iris`` built cold by runner A (its
+    own cache dir, filling a cache repository in a local docker-registry), then by
+    runner B (an empty cache dir, a copy of the checkout in another directory).
+
+    Runner A builds once (a venv, pip, PyInstaller, the base's .debs: the expensive
+    part, so not repeated); B builds ``reps`` times, each from an empty cache. B must
+    get A's digest without a venv or a PyInstaller run of its own.
+    """
+    reg = start_registry(b.fresh("cache-registry"))
+    try:
+        repo = f"{reg.host}/bench/cache"
+
+        def runner(name: str) -> tuple[Run, Path]:
+            d = b.fresh(name)
+            for part in ("examples/iris", "base_images"):
+                shutil.copytree(ROOT / part, d / "src" / part,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.tar"))
+            manifest = d / "src" / "examples" / "iris" / "ocibuild.yaml"
+            return run(ocibuild("build", str(manifest), "-o", str(d / "iris.tar"), "--json",
+                                "-q", "--cache-dir", str(d / "cache"), "--cache-repo", repo,
+                                "--insecure"), cwd=ROOT), d / "cache"
+
+        cold, _ = runner("runner-a")
+        first = json.loads(cold.stdout)
+        warm, fetched, rss, frozen = [], [], [], []
+        same = True
+        for _ in range(max(1, b.reps)):
+            r, cache = runner("runner-b")
+            summary = json.loads(r.stdout)
+            warm.append(r.seconds)
+            rss.append(r.rss_kb)
+            fetched.append(summary["cache_repo"]["bytes_fetched"])
+            same = same and summary["digest"] == first["digest"]
+            frozen.append((cache / "pyinstaller" / "venv").exists()
+                          or (cache / "pyinstaller" / "dist").exists())
+        secs = median(warm)
+        layers = summary["layers"]
+        remote = sum(1 for layer in layers if layer["cache"] == "remote")
+        b.add(Row("fresh runner, warm registry cache", secs, "cold build (runner A)",
+                  cold.seconds, max(rss) / 1024, "≤ 0.15×, same digest, no pip/PyInstaller",
+                  secs / cold.seconds <= 0.15 and same and not any(frozen),
+                  f"fetched {median(fetched) / 1e6:.1f} MB; {remote}/{len(layers)} layers "
+                  f"remote; digest {'same' if same else 'DIFFERENT'}; "
+                  f"{'froze' if any(frozen) else 'no venv, no PyInstaller'}"))
+    finally:
+        reg.stop()
+
+
 def small_files(b: Bench, tree: Path, count: int) -> None:
     manifest = b.work / "ocibuild-small.yaml"
     write_flat_manifest(manifest, tree)
@@ -483,8 +532,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--files", type=int, help="files in the small-file tree (100 000)")
     parser.add_argument("--workdir", help="where to put inputs (default: a temp dir, removed)")
     parser.add_argument("--markdown", help="also write the report to this Markdown file")
-    parser.add_argument("--only", nargs="*", choices=("assemble", "rebuild", "push", "small"),
-                        help="run only these groups")
+    parser.add_argument("--only", nargs="*",
+                        choices=("assemble", "rebuild", "push", "small", "fleet"),
+                        help="run only these groups (fleet: iris through a registry cache; "
+                             "not in --quick)")
     args = parser.parse_args(argv)
     missing = [t for t in TOOLS if shutil.which(t) is None]
     if missing:
@@ -494,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     size_mb = args.size_mb or (20 if args.quick else 200)
     files = args.files or (5_000 if args.quick else 100_000)
     reps = args.reps or (1 if args.quick else 3)
-    groups = set(args.only or ("assemble", "rebuild", "push", "small"))
+    groups = set(args.only or ("assemble", "rebuild", "push", "small",
+                               *(() if args.quick else ("fleet",))))
 
     def log(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
@@ -509,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         tree, small = tmp / "ml-app", tmp / "small-files"
-        if not tree.exists():
+        if not tree.exists() and groups & {"assemble", "rebuild", "push"}:
             t = time.perf_counter()
             size = make_ml_tree(tree, size_mb, args.seed)
             log(f"prepared {tree}: {size / 1e6:.0f} MB in {time.perf_counter() - t:.0f} s")
@@ -540,6 +592,8 @@ def main(argv: list[str] | None = None) -> int:
                 make_small_tree(small, files, args.seed)
                 log(f"prepared {small}: {files} files in {time.perf_counter() - t:.0f} s")
             small_files(b, small, files)
+        if "fleet" in groups:
+            fleet(b)
         info = machine()
         report = (f"ocibuild bench — {info['date']}, {'quick' if args.quick else 'full'} run, "
                   f"median of {reps}\n\n"

@@ -13,7 +13,7 @@ import os
 import posixpath
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -21,7 +21,7 @@ from typing import Callable
 
 from .errors import FreezeOptionError, InputError, ManifestError, UnsafePathError
 from .humanize import count
-from .layercache import BUILT
+from .layercache import BUILT, Hit
 from .layercache.local import LocalLayerCache, elf_members
 from .layercache.tiered import TieredCache
 from .layers.build import build_layer, entries_cache_key, layer_cache_key
@@ -175,13 +175,16 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
             pending = []
             for spec in manifest.layers:
                 parts, lib_dirs = _layer_parts(spec, ctx, work, manifest.where,
-                                               manifest.platform.architecture)
+                                               manifest.platform.architecture,
+                                               compression=manifest.compression, view=view)
                 for lib_dir in lib_dirs:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
                 for part in parts:
-                    entries = _select(part.entries, spec, manifest.where)
+                    # a part the layer cache gave holds its entries as they were recorded
+                    entries = part.entries if part.hit else _select(part.entries, spec,
+                                                                    manifest.where)
                     if spec.pyinstaller is not None:
-                        if lib_dirs:
+                        if lib_dirs and not part.hit:
                             entries = _prefer_base(entries, base_view, lib_dirs, manifest,
                                                    ctx.log)
                         bundled.append((entries, lib_dirs, spec))
@@ -194,8 +197,9 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                     own.append(entries)
                     names.update((e.path, spec.name) for e in entries)
                     merge(view, entries)
-                    future = builds.submit(_build_or_reuse, entries, part.name, manifest, ctx,
-                                           created, spec.keep_special_bits)
+                    future = (_done((part.hit.layer, part.hit.source)) if part.hit else
+                              builds.submit(_build_or_reuse, entries, part.name, manifest, ctx,
+                                            created, spec.keep_special_bits, part.content))
                     pending.append((part, entries, future))
             for part, entries, future in pending:
                 layer, source = future.result()
@@ -216,15 +220,23 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
     return result
 
 
+def _done(value: object) -> "Future[object]":
+    future: Future[object] = Future()
+    future.set_result(value)
+    return future
+
+
 def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: BuildContext,
-                    created: str, keep_special_bits: bool) -> tuple[Layer, str]:
+                    created: str, keep_special_bits: bool,
+                    content: str | None = None) -> tuple[Layer, str]:
     """Build a layer, or reuse the one built from the very same inputs before; say
     where it came from (``local``, ``remote`` or ``built``).
 
     The local key covers every entry's metadata and its content stamp (host inode,
     size, mtime and ctime, like git's index); an entry without a stamp means it
-    is not looked up locally. The content key (file digests instead of stamps)
-    is what a remote cache is asked for.
+    is not looked up locally. The content key (file digests instead of stamps, or
+    ``content`` when the source knows it: a frozen app's dependency layer) is what
+    a remote cache is asked for.
     """
     from .layercache.keys import memoized_content_key
 
@@ -239,6 +251,11 @@ def _build_or_reuse(entries: list[Entry], name: str, manifest: Manifest, ctx: Bu
     key = None
     if not any(e.kind is Kind.FILE and e.stamp is None for e in entries):
         key = entries_cache_key(entries, *parts)
+    if content is not None:
+        from .layercache.frozen import rows_extra
+
+        hit = ctx.layers.layer(key, make, content=content, extra=rows_extra(entries, ctx.layers))
+        return hit.layer, hit.source
     hit = ctx.layers.layer(key, make, content=lambda: memoized_content_key(
         ctx.cache_dir, f"{manifest.file}\0{name}", entries, *parts))
     return hit.layer, hit.source
@@ -513,10 +530,15 @@ class LayerPart:
     needs: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """ELF files of the layer (image path) that load more than their DT_NEEDED says:
     a onefile executable's packed libraries (:mod:`builder.sources.onefile_libs`)."""
+    content: str | None = None
+    """The content key, when the source knows it without hashing the entries."""
+    hit: Hit | None = None
+    """The finished layer, when the layer cache had it (``entries`` are its view)."""
 
 
 def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path, manifest_file: str,
-                 architecture: str = "amd64") -> tuple[list[LayerPart], list[str]]:
+                 architecture: str = "amd64", *, compression: str,
+                 view: dict[str, Entry]) -> tuple[list[LayerPart], list[str]]:
     """The image layers of a manifest layer, bottom to top, and the image dirs its
     programs add to the loader's search path.
 
@@ -543,8 +565,8 @@ def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path, manifest_file: 
         entries.extend(tar_entries(spec.tar, work))
     if spec.pyinstaller is None:
         return [LayerPart(spec.name, entries)], []
-    from .sources.bundle_plan import INTERNAL, distribution_owners, plan_bundle
-    from .sources.pyinstaller import bundle_entries, freeze
+    from .layercache.frozen import note_app, part_key
+    from .sources.pyinstaller import bundle_entries, freeze, freeze_warnings, plan_freeze
 
     from .progress import streaming_runner
     from .sources.pyinstaller_output import WarningFilter, command_label
@@ -552,15 +574,34 @@ def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path, manifest_file: 
     from .sources.buildroot import freeze_setup
 
     log = WarningFilter(ctx.log, verbose=ctx.verbose)
+
+    def option_error(e: FreezeOptionError) -> ManifestError:
+        return ManifestError(str(e), file=manifest_file, line=spec.line,
+                             field=f"layers[{spec.name}].pyinstaller.{e.option}")
+
     try:
         options, runner = freeze_setup(spec.pyinstaller, architecture, ctx.cache_dir,
                                        streaming_runner(ctx.progress, command_label), log)
-        frozen = freeze(options, cache_dir=ctx.cache_dir / "pyinstaller", log=log,
-                        source_date_epoch=ctx.epoch, runner=runner)
-        log.summary()
     except FreezeOptionError as e:
-        raise ManifestError(str(e), file=manifest_file, line=spec.line,
-                            field=f"layers[{spec.name}].pyinstaller.{e.option}") from e
+        raise option_error(e) from e
+    plan = plan_freeze(options, runner=runner, source_date_epoch=ctx.epoch)
+    app = _frozen_app_key(plan.key, spec, compression, ctx.epoch, view) if plan.app else None
+
+    def frozen_now():
+        try:
+            frozen = freeze(options, cache_dir=ctx.cache_dir / "pyinstaller", log=log,
+                            source_date_epoch=ctx.epoch, runner=runner, plan=plan)
+            log.summary()
+        except FreezeOptionError as e:
+            raise option_error(e) from e
+        return frozen
+
+    if app is not None and ctx.layers.remote is not None:
+        found = _cached_frozen_app(spec, ctx, work, entries, app, plan, log, frozen_now,
+                                   compression, dict(view))
+        if found is not None:
+            return found
+    frozen = frozen_now()
     lib_dirs = [posixpath.join(spec.dest, d) for d in frozen.library_dirs]
     bundle = bundle_entries(frozen, spec.dest)
     entry = spec.pyinstaller.entry.name
@@ -568,14 +609,87 @@ def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path, manifest_file: 
         exe = posixpath.join(spec.dest, frozen.executable)
         return [LayerPart(spec.name, bundle + entries, f"pyinstaller {entry} (onefile)",
                           frozen.cached, ((exe, frozen.packed_needs),))], lib_dirs
-    groups = plan_bundle(bundle, spec.dest, frozen.executable,
-                         distribution_owners(frozen.dist_dir / INTERNAL))
-    parts = [LayerPart(f"{spec.name}:{g.part}", list(g.entries), g.detail, frozen.cached)
+    groups = _bundle_groups(frozen, spec.dest, bundle)
+    parts = [LayerPart(f"{spec.name}:{g.part}", list(g.entries), g.detail, frozen.cached,
+                       content=part_key(app, g.part) if app else None)
              for g in groups if g.part != "code"]
+    if app is not None:
+        note_app(ctx.layers, app, [(g.part, g.detail) for g in groups if g.part != "code"],
+                 freeze_warnings(frozen))
     code = [e for g in groups if g.part == "code" for e in g.entries]
     parts.append(LayerPart(spec.name, code + entries, f"pyinstaller {entry}: app code, "
                            + _count(code + entries)))
     return parts, lib_dirs
+
+
+def _bundle_groups(frozen, dest: str, bundle: list[Entry] | None = None) -> list:
+    """A split bundle's layer groups (:func:`builder.sources.bundle_plan.plan_bundle`)."""
+    from .sources.bundle_plan import INTERNAL, distribution_owners, plan_bundle
+    from .sources.pyinstaller import bundle_entries
+
+    return plan_bundle(bundle if bundle is not None else bundle_entries(frozen, dest), dest,
+                       frozen.executable, distribution_owners(frozen.dist_dir / INTERNAL))
+
+
+def _frozen_app_key(freeze_key: str, spec: LayerSpec, compression: str, epoch: int,
+                    view: dict[str, Entry]) -> str:
+    """The key a frozen app's dependency layers are noted under: the freeze's key, the
+    layer's name, place and options, and what the image below holds."""
+    from .layercache.frozen import app_key
+
+    dest = spec.dest.rstrip("/") or "/"
+    # all of it: a missing parent directory takes its mode and owner from there, and a
+    # bundled library the base has is left out (_prefer_base)
+    below = sorted((p, e.kind.value, e.mode, e.uid, e.gid, e.size, e.target)
+                   for p, e in view.items())
+    return app_key(freeze_key, spec.name, dest, compression, epoch, spec.keep_special_bits,
+                   [g.pattern for g in spec.exclude], below)
+
+
+def _cached_frozen_app(spec: LayerSpec, ctx: BuildContext, work: Path, entries: list[Entry],
+                       app: str, plan, log, frozen_now, compression: str,
+                       below: dict[str, Entry]) -> tuple[list[LayerPart], list[str]] | None:
+    """A onedir app's layers without freezing: its dependency layers from the layer
+    cache (found by the freeze's key, their entries from their records), its code
+    layer from the app's own files; None if the cache lacks any dependency layer."""
+    from .layercache.frozen import find_app
+    from .sources.bundle_plan import INTERNAL, plan_bundle
+    from .sources.pyinstaller import app_entries
+
+    options = spec.pyinstaller
+    created = rfc3339(ctx.epoch)
+
+    def rebuild(part: str) -> Layer:  # a remote blob turned out bad: make it here
+        group = next(g for g in _bundle_groups(frozen_now(), spec.dest) if g.part == part)
+        kept = [e for e in group.entries if not any(g.matches(e.path) for g in spec.exclude)]
+        name = f"{spec.name}:{part}"
+        return build_layer(normalize(kept, keep_special_bits=spec.keep_special_bits,
+                                     below=below),
+                           blob_dir=ctx.blob_dir, epoch=ctx.epoch, compression=compression,
+                           name=name, history=_history(name, created),
+                           keep_special_bits=spec.keep_special_bits)
+
+    found = find_app(ctx.layers, app, rebuild, work)
+    if found is None:
+        return None
+    for line in found.warnings:
+        log(f"pyinstaller: {line}")
+    log(f"pyinstaller: {options.entry.name}: dependencies from the layer cache "
+        f"({plan.key[:12]})")
+    parts = [LayerPart(f"{spec.name}:{p.name}", p.entries, p.detail, True, hit=p.hit)
+             for p in found.parts]
+    paths = {e.path for p in found.parts for e in p.entries}
+    internal = posixpath.join(spec.dest, INTERNAL)
+
+    def in_bundle(name: str) -> bool:  # the dependency layers hold _internal/<name>
+        there = posixpath.join(internal, name)
+        return there in paths or any(p.startswith(there + "/") for p in paths)
+
+    code = [e for g in plan_bundle(app_entries(plan.app, spec.dest, in_bundle), spec.dest,
+                                   options.name, {}) if g.part == "code" for e in g.entries]
+    parts.append(LayerPart(spec.name, code + entries, f"pyinstaller {options.entry.name}: "
+                           f"app code, {_count(code + entries)}"))
+    return parts, [posixpath.join(spec.dest, d) for d in plan.library_dirs]
 
 
 # -- config --------------------------------------------------------------------

@@ -50,6 +50,9 @@ CACHE_RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0, deadline=20
 """How hard the cache repository is tried: a cache that does not answer quickly
 costs a local build, not minutes of backoff."""
 
+PUT_ATTEMPTS = 3
+"""Tries of a cache entry's manifest that a concurrent writer's blobs made unknown."""
+
 _KEY = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -170,18 +173,33 @@ class RegistryLayerCache:
         self._put(note_tag(key), key, data, [])
 
     def _put(self, tag: str, key: str, record: bytes, layers: list[Layer]) -> None:
+        """Blobs (those the repository lacks), then the manifest under ``tag``.
+
+        Another writer of the same key may be committing the same blobs meanwhile;
+        distribution then can refuse the manifest for a moment (MANIFEST_BLOB_UNKNOWN):
+        the blobs are checked again and the same bytes put once more.
+        """
         import io
+        import time
 
         config = Descriptor(RECORD_MEDIA_TYPE, sha256_digest(record), len(record))
-        for desc, opener in [*((x.descriptor, x.opener) for x in layers),
-                             (config, lambda: io.BytesIO(record))]:
-            if self.client.blob_size(self.repo, desc.digest) is None:
-                self.client.upload_blob(self.repo, desc, opener)
+        blobs = [*((x.descriptor, x.opener) for x in layers),
+                 (config, lambda: io.BytesIO(record))]
         manifest = canonical_json({
             "schemaVersion": 2, "mediaType": MediaType.OCI_MANIFEST.value,
             "config": config.to_json(), "layers": [x.descriptor.to_json() for x in layers],
             "annotations": {KEY_ANNOTATION: key}})
-        self.client.put_manifest(self.repo, tag, manifest, MediaType.OCI_MANIFEST.value)
+        for attempt in range(PUT_ATTEMPTS):
+            for desc, opener in blobs:
+                if self.client.blob_size(self.repo, desc.digest) is None:
+                    self.client.upload_blob(self.repo, desc, opener)
+            try:
+                self.client.put_manifest(self.repo, tag, manifest, MediaType.OCI_MANIFEST.value)
+                return
+            except RegistryError as e:
+                if "MANIFEST_BLOB_UNKNOWN" not in e.codes or attempt + 1 == PUT_ATTEMPTS:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
 
 
 class _RemoteBlob:

@@ -352,15 +352,28 @@ def bundle_entries(frozen: FrozenApp | Path, dest: str) -> list[Entry]:
     entries = tree_entries(dist_dir, dest)
     app = frozen.app if isinstance(frozen, FrozenApp) else None
     if app is not None:
-        base = posixpath.join(dest, APP_DIR)
-        for rel in app.files:
-            entries.extend(tree_entries(app.root / rel, posixpath.join(base, rel)))
-        own = {rel.split("/", 1)[0] for rel in app.files}
-        for name in app.data_names:  # --add-data beside the entry, where it used to be
-            if name not in own and os.path.lexists(dist_dir / "_internal" / name):
-                entries.append(Entry.symlink(posixpath.join(base, name),
-                                             f"../_internal/{name}"))
+        entries += app_entries(app, dest,
+                               lambda name: os.path.lexists(dist_dir / "_internal" / name))
     return entries
+
+
+def app_entries(app: AppCode, dest: str, in_bundle: Callable[[str], bool]) -> list[Entry]:
+    """The app's own files of a split bundle, under ``dest/_app``, and links to what
+    ``--add-data`` put in ``_internal/`` (``in_bundle(name)``: whether it is there)."""
+    base = posixpath.join(dest, APP_DIR)
+    entries: list[Entry] = []
+    for rel in app.files:
+        entries.extend(tree_entries(app.root / rel, posixpath.join(base, rel)))
+    own = {rel.split("/", 1)[0] for rel in app.files}
+    for name in app.data_names:  # --add-data beside the entry, where it used to be
+        if name not in own and in_bundle(name):
+            entries.append(Entry.symlink(posixpath.join(base, name), f"../_internal/{name}"))
+    return entries
+
+
+def freeze_warnings(frozen: FrozenApp) -> list[str]:
+    """What PyInstaller said (warnings) when it made this bundle."""
+    return _read_lines(frozen.dist_dir.with_name(frozen.key + ".warnings"))
 
 
 def _drop_outside_records(site: Path) -> None:

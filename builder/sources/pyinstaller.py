@@ -193,8 +193,7 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         for line in _read_lines(warnings):  # what PyInstaller said when it made it
             log(f"pyinstaller: {line}")
         return FrozenApp(dist, exe, True, dist_key, lib_dirs, app,
-                         _onefile_needs(options, dist, cache_dir / "venv" / plan.venv_key,
-                                        runner))
+                         _onefile_needs(options, dist))
 
     env = _build_env(epoch)
     venv = _ensure_venv(cache_dir / "venv" / plan.venv_key, python, options.requirements,
@@ -252,17 +251,15 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
         _write_lines(warnings, said)
         _publish(out, dist)
     return FrozenApp(dist, exe, False, dist_key, lib_dirs, app,
-                     _onefile_needs(options, dist, venv, runner))
+                     _onefile_needs(options, dist))
 
 
-def _onefile_needs(options: PyInstallerOptions, dist: Path, venv: Path,
-                   runner: Runner) -> tuple[str, ...]:
+def _onefile_needs(options: PyInstallerOptions, dist: Path) -> tuple[str, ...]:
     if options.mode != "onefile":
         return ()
     from .onefile_libs import recorded_needs
 
-    return recorded_needs(dist / options.name, venv / "bin" / "python", runner=runner,
-                          env=_build_env(0), scratch=_scratch_parent(dist.parent.parent))
+    return recorded_needs(dist / options.name, scratch=_scratch_parent(dist.parent.parent))
 
 
 def _scan_own_code(options: PyInstallerOptions) -> AppCode:

@@ -26,7 +26,7 @@ from typing import Iterable
 from ..layers.reader import iter_members
 from ..layers.whiteouts import apply_whiteouts, whiteout_target
 from ..oci.image import Image
-from .carchive import TAIL_BYTES, archive_metadata, has_cookie
+from ..sources.carchive import TAIL_BYTES, archive_metadata, has_cookie
 from .inventory import Package, python_package
 from .owners import Owner, file_owners, is_owner_metadata, wheel_libs_owner
 

@@ -569,7 +569,7 @@ def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path, manifest_file: 
     from .sources.pyinstaller import bundle_entries, freeze, freeze_warnings, plan_freeze
 
     from .progress import streaming_runner
-    from .sources.pyinstaller_output import WarningFilter, command_label
+    from .sources.pyinstaller_output import WarningFilter, command_label, harmless_reason
 
     from .sources.buildroot import freeze_setup
 
@@ -581,7 +581,8 @@ def _layer_parts(spec: LayerSpec, ctx: BuildContext, work: Path, manifest_file: 
 
     try:
         options, runner = freeze_setup(spec.pyinstaller, architecture, ctx.cache_dir,
-                                       streaming_runner(ctx.progress, command_label), log)
+                                       streaming_runner(ctx.progress, command_label,
+                                                        harmless_reason), log)
     except FreezeOptionError as e:
         raise option_error(e) from e
     plan = plan_freeze(options, runner=runner, source_date_epoch=ctx.epoch)

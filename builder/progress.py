@@ -345,12 +345,14 @@ class CountingReader:
         self._inner.close()
 
 
-def streaming_runner(progress: Progress, label: Callable[[Sequence[str]], str | None]
+def streaming_runner(progress: Progress, label: Callable[[Sequence[str]], str | None],
+                     hide: Callable[[str], object] = lambda line: None,
                      ) -> Callable[..., "subprocess.CompletedProcess[str]"]:
     """A runner shaped like :func:`subprocess.run` that shows each output line of the
     commands ``label`` names as the status of a task called that (pip's
     ``Collecting …``), and still returns the whole output. Commands ``label``
-    returns None for run as :func:`subprocess.run` would."""
+    returns None for run as :func:`subprocess.run` would. A line ``hide`` says
+    something true of is returned but not shown (a known-harmless warning)."""
 
     def run(cmd: Sequence[str], **kwargs: Any) -> "subprocess.CompletedProcess[str]":
         name = label(cmd)
@@ -365,7 +367,7 @@ def streaming_runner(progress: Progress, label: Callable[[Sequence[str]], str | 
                 assert proc.stdout is not None
                 for line in proc.stdout:
                     lines.append(line)
-                    if line.strip():
+                    if line.strip() and not hide(line):
                         task.status(line)
                 proc.wait()
         return subprocess.CompletedProcess(list(cmd), proc.returncode, "".join(lines), None)

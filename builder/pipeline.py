@@ -179,10 +179,14 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                                compression=manifest.compression, view=view)
                 for lib_dir in lib_dirs:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
+                selection = _Selection(spec, manifest.where)
+                if not any(part.hit for part in parts):  # a hit's inputs were checked
+                    for part in parts:
+                        selection.keep(part.entries)
+                    selection.check()
                 for part in parts:
                     # a part the layer cache gave holds its entries as they were recorded
-                    entries = part.entries if part.hit else _select(part.entries, spec,
-                                                                    manifest.where)
+                    entries = part.entries if part.hit else selection.keep(part.entries)
                     if spec.pyinstaller is not None:
                         if lib_dirs and not part.hit:
                             entries = _prefer_base(entries, base_view, lib_dirs, manifest,
@@ -391,20 +395,36 @@ def _label_host_files(image: Image, manifest: Manifest,
     return with_config(image, Labels=labels)
 
 
-def _select(entries: list[Entry], spec: LayerSpec, manifest_file: str) -> list[Entry]:
-    """``entries`` without what the layer's ``exclude`` names; a pattern of ``exclude``
-    or ``closure.skip`` that matches none of them is an error (a typo would
-    otherwise leave the file in, or in the check)."""
-    kept = [e for e in entries if not any(g.matches(e.path) for g in spec.exclude)]
-    for field_name, globs, pool in (("exclude", spec.exclude, entries),
-                                    ("closure.skip", spec.closure_skip, kept)):
-        for index, glob in enumerate(globs):
-            if not any(glob.matches(e.path) for e in pool):
-                raise ManifestError(
-                    f"{glob.pattern!r} matches nothing in layer {spec.name!r}",
-                    file=manifest_file, line=glob.line,
-                    field=f"layers[{spec.name}].{field_name}[{index}]")
-    return kept
+class _Selection:
+    """A manifest layer's ``exclude`` applied to each of its image layers (a frozen app
+    makes several); a pattern of ``exclude`` or ``closure.skip`` that matches nothing in
+    any of them is an error (a typo would otherwise leave the file in, or in the
+    check)."""
+
+    def __init__(self, spec: LayerSpec, manifest_file: str) -> None:
+        self.spec, self.manifest_file = spec, manifest_file
+        self.matched: set[tuple[str, int]] = set()
+
+    def keep(self, entries: list[Entry]) -> list[Entry]:
+        spec = self.spec
+        kept = [e for e in entries if not any(g.matches(e.path) for g in spec.exclude)]
+        for field_name, globs, pool in (("exclude", spec.exclude, entries),
+                                        ("closure.skip", spec.closure_skip, kept)):
+            for index, glob in enumerate(globs):
+                if (field_name, index) not in self.matched and \
+                        any(glob.matches(e.path) for e in pool):
+                    self.matched.add((field_name, index))
+        return kept
+
+    def check(self) -> None:
+        spec = self.spec
+        for field_name, globs in (("exclude", spec.exclude), ("closure.skip", spec.closure_skip)):
+            for index, glob in enumerate(globs):
+                if (field_name, index) not in self.matched:
+                    raise ManifestError(
+                        f"{glob.pattern!r} matches nothing in layer {spec.name!r}",
+                        file=self.manifest_file, line=glob.line,
+                        field=f"layers[{spec.name}].{field_name}[{index}]")
 
 
 def _env_library_path(base: Image, spec: ConfigSpec) -> list[str]:

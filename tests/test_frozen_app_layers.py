@@ -228,3 +228,27 @@ def test_iris_ends_promptly_on_sigterm_as_pid_1(iris_image: dict, tmp_path: Path
         assert time.monotonic() - sent < 2, log_path.read_text(errors="replace")
     finally:
         runc_stop(cid, proc)
+
+
+def test_an_exclude_pattern_needs_to_match_in_one_of_a_frozen_apps_layers_only() -> None:
+    """A split bundle is several image layers; ``exclude: [/app/_internal/torch/bin]``
+    matches in one of them, which is enough (a pattern matching in none is an error)."""
+    from builder.errors import ManifestError
+    from builder.manifest import LayerSpec, PathGlob
+    from builder.pipeline import _Selection
+
+    spec = LayerSpec("app", 3, exclude=(PathGlob("/app/_internal/torch/bin", 9),),
+                     closure_skip=(PathGlob("/app/app", 10),))
+    parts = [[_file("/app/_internal/libpython3.11.so.1.0")],
+             [_file("/app/_internal/torch/bin/test_shim"), _file("/app/_internal/torch/x.so")],
+             [_file("/app/app")]]
+    selection = _Selection(spec, "m.yaml")
+    kept = [selection.keep(part) for part in parts]
+    selection.check()
+    assert [[e.path for e in k] for k in kept] == [
+        ["/app/_internal/libpython3.11.so.1.0"], ["/app/_internal/torch/x.so"], ["/app/app"]]
+    nothing = _Selection(LayerSpec("app", 3, exclude=(PathGlob("/app/nope", 9),)), "m.yaml")
+    for part in parts:
+        nothing.keep(part)
+    with pytest.raises(ManifestError, match="matches nothing in layer 'app'"):
+        nothing.check()

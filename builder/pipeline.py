@@ -16,7 +16,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 
 from .errors import FreezeOptionError, InputError, ManifestError, UnsafePathError
@@ -190,7 +190,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                     if spec.pyinstaller is not None:
                         if lib_dirs and not part.hit:
                             entries = _prefer_base(entries, base_view, lib_dirs, manifest,
-                                                   ctx.log)
+                                                   ctx, base)
                         bundled.append((entries, lib_dirs, spec))
                     try:
                         entries = normalize(entries, keep_special_bits=spec.keep_special_bits,
@@ -219,7 +219,7 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
         if libraries is not None:
             image = append_layers(image, libraries.layer)
             result.layers.append(libraries)
-        image = _label_host_files(image, manifest, bundled, host_sources, libraries)
+        image = _label_host_files(image, manifest, bundled, host_sources, libraries, ctx)
     result.image = image
     return result
 
@@ -349,27 +349,61 @@ def _library_closure(view: dict[str, Entry], library_path: dict[str, list[str]],
 
 
 def _prefer_base(entries: list[Entry], base_view: dict[str, Entry], lib_dirs: list[str],
-                 manifest: Manifest, log: Log) -> list[Entry]:
-    """A bundle's entries without the host libraries its base provides from Debian."""
+                 manifest: Manifest, ctx: BuildContext, base: Image) -> list[Entry]:
+    """A bundle's entries without the host libraries its base provides from Debian.
+
+    The answer is remembered (:func:`_memo`) by the base's layers and the candidate
+    files' stamps: working it out reads the base's dpkg database from its layer."""
     from .sources.attribution import prefer_base_libraries
     from .sources.ldso import layout_for_platform
 
     if not base_view:
         return entries
-    kept, dropped = prefer_base_libraries(entries, base_view, lib_dirs,
-                                          layout_for_platform(manifest.platform.architecture))
+    arch = manifest.platform.architecture
+
+    def compute() -> dict[str, str]:
+        kept, dropped = prefer_base_libraries(entries, base_view, lib_dirs,
+                                              layout_for_platform(arch))
+        return {e.path: real for e, real in dropped}
+
+    stamps = [(e.path, e.stamp) for e in entries if e.kind is Kind.FILE
+              and posixpath.dirname(e.path) in lib_dirs]
+    dropped = _memo(ctx, compute, "prefer-base", [layer.diff_id for layer in base.layers],
+                    arch, sorted(lib_dirs), stamps) if all(s for _, s in stamps) else compute()
     if dropped:
-        log(f"pyinstaller: {len(dropped)} bundled host libraries left out, the base's Debian "
-            "copies used instead: " + ", ".join(f"{posixpath.basename(e.path)} ({real})"
-                                                for e, real in dropped))
-    return kept
+        ctx.log(f"pyinstaller: {len(dropped)} bundled host libraries left out, the base's "
+                "Debian copies used instead: "
+                + ", ".join(f"{posixpath.basename(path)} ({real})"
+                            for path, real in sorted(dropped.items())))
+    return [e for e in entries if e.path not in dropped]
+
+
+def _memo(ctx: BuildContext, compute: Callable[[], Any], *key: object) -> Any:
+    """``compute()``'s JSON value, remembered in the cache under ``key`` (which must name
+    every input): a no-op build then skips work whose inputs did not change."""
+    from .cache import read_record, write_record
+
+    path = ctx.cache_dir / "memo" / f"{layer_cache_key('memo', *key)}.json"
+    recorded = read_record(path)
+    if isinstance(recorded, dict) and "value" in recorded:
+        return recorded["value"]
+    value = compute()
+    try:
+        write_record(path, {"value": value})
+    except OSError:
+        pass  # best effort: the next build works it out again
+    return value
 
 
 def _label_host_files(image: Image, manifest: Manifest,
                       bundled: list[tuple[list[Entry], list[str], LayerSpec]],
-                      host_sources: dict[str, str], libraries: LayerReport | None) -> Image:
+                      host_sources: dict[str, str], libraries: LayerReport | None,
+                      ctx: BuildContext) -> Image:
     """Record which host package each host copy came from (label
-    :data:`~builder.sources.attribution.HOST_FILES_LABEL`), for the SBOM."""
+    :data:`~builder.sources.attribution.HOST_FILES_LABEL`), for the SBOM.
+
+    Remembered (:func:`_memo`) by the files' paths and stamps and the state of the
+    host's dpkg database, whose reading is most of the work."""
     if not bundled and not host_sources:
         return image
     from .sources.attribution import HOST_FILES_LABEL, host_files_label, host_origins
@@ -377,22 +411,42 @@ def _label_host_files(image: Image, manifest: Manifest,
     from .supply.owners import HostDpkg
 
     layout = layout_for_platform(manifest.platform.architecture)
-    dpkg = HostDpkg()
-    origins: dict[str, tuple[str, str, str, str]] = {}
-    for entries, lib_dirs, spec in bundled:
-        if spec.pyinstaller.build_root is not None:
-            continue  # frozen inside a build root: its files are not the host's
-        exe = posixpath.join(spec.dest, spec.pyinstaller.name)
-        origins.update(host_origins(entries, lib_dirs, {}, layout, dpkg,
-                                    spec.pyinstaller.python, [exe]))
-    if libraries is not None:
-        origins.update(host_origins([Entry.file(p, lambda: None, 0) for p in host_sources],
-                                    [], host_sources, layout, dpkg))
-    if not origins:
+    hosted = [(entries, lib_dirs, spec) for entries, lib_dirs, spec in bundled
+              if spec.pyinstaller.build_root is None]  # a build root's files are not the host's
+
+    def compute() -> str | None:
+        dpkg = HostDpkg()
+        origins: dict[str, tuple[str, str, str, str]] = {}
+        for entries, lib_dirs, spec in hosted:
+            exe = posixpath.join(spec.dest, spec.pyinstaller.name)
+            origins.update(host_origins(entries, lib_dirs, {}, layout, dpkg,
+                                        spec.pyinstaller.python, [exe]))
+        if libraries is not None:
+            origins.update(host_origins([Entry.file(p, lambda: None, 0) for p in host_sources],
+                                        [], host_sources, layout, dpkg))
+        return host_files_label(origins) if origins else None
+
+    files = [[(e.path, e.stamp) for e in entries if e.kind is Kind.FILE]
+             for entries, _, _ in hosted]
+    complete = all(stamp for group in files for _, stamp in group)
+    label = _memo(ctx, compute, "host-files", manifest.platform.architecture, files,
+                  [(lib_dirs, spec.dest, spec.pyinstaller.name, spec.pyinstaller.python)
+                   for _, lib_dirs, spec in hosted],
+                  sorted(host_sources.items()), _dpkg_state()) if complete else compute()
+    if label is None:
         return image
     labels = dict((image.config.get("config") or {}).get("Labels") or {})
-    labels[HOST_FILES_LABEL] = host_files_label(origins)
+    labels[HOST_FILES_LABEL] = label
     return with_config(image, Labels=labels)
+
+
+def _dpkg_state() -> list[object]:
+    """What changes when the host's dpkg database does (a package installed or removed)."""
+    from .cache import file_status
+
+    return [file_status(Path("/var/lib/dpkg/status")),
+            [getattr(os.stat(p), "st_mtime_ns", 0) if os.path.exists(p) else None
+             for p in ("/var/lib/dpkg/info",)]]
 
 
 class _Selection:

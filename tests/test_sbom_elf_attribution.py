@@ -103,3 +103,35 @@ def test_sbom_lists_the_files_reports_the_share_and_validates(
              for o in c.get("evidence", {}).get("occurrences", [])}
     assert where[f"/{LIB}/libbar.so.1"] == "libfoo1"
     assert [c["name"] for c in cdx["components"] if c["type"] == "file"] == ["/opt/stray.so"]
+
+
+def test_a_rebuild_with_nothing_changed_does_not_read_the_hosts_dpkg_database_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host-files label is remembered by its inputs (the files' stamps, the state of
+    the host's dpkg database): reading every dpkg list of the host is most of a no-op
+    build's time. The second build gives the same image."""
+    from builder.supply.owners import HostDpkg
+
+    tree = tmp_path / "tree"
+    shared(tree / "opt" / "libfoo.so.1", "libfoo.so.1",
+           '#include <stdio.h>\nint f(void) { return puts("x"); }\n')
+    manifest = write(tmp_path / "ocibuild.yaml", f"""\
+        image: t/memo:1
+        libraries: {{from: host}}
+        layers:
+          - name: all
+            files: [{{src: {tree}, dest: /}}]
+        """)
+    reads = []
+    index = HostDpkg.index
+    monkeypatch.setattr(HostDpkg, "index", lambda self: reads.append(1) or index(self))
+    digests = []
+    for run in ("first", "again"):
+        code = cli("build", manifest, "-o", tmp_path / f"{run}.tar",
+                   "--cache-dir", tmp_path / "cache")[0]
+        assert code == 0
+        digests.append(read_image(tmp_path / f"{run}.tar").digest)
+        if run == "first":
+            assert reads, "the first build reads the host's dpkg database"
+            reads.clear()
+    assert reads == [] and digests[0] == digests[1]

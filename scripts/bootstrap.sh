@@ -8,9 +8,12 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # docker.io: the tests start a dockerd of their own (tests/docker_engine.py).
+# python3-venv: Debian's own Python, a second host Python for the hermetic-freeze test.
+# time: /usr/bin/time, bench/'s peak-RSS meter.
 PACKAGES=(skopeo umoci runc podman docker-registry busybox-static apache2-utils
           gnupg dpkg-dev gcc binutils ca-certificates pigz zstd buildah
-          openssh-client qemu-user-static binfmt-support docker.io bubblewrap)
+          openssh-client qemu-user-static binfmt-support docker.io bubblewrap
+          python3-venv time)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

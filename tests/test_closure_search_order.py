@@ -16,7 +16,7 @@ from builder.sources.closure import resolve_closure
 from builder.sources.files import tree_entries
 from builder.sources.ldso import layout_for, layout_for_platform, read_ld_cache
 
-from conftest import require_tool
+from conftest import require_tool, unavailable
 
 EXT = "_fblas.cpython-311-x86_64-linux-gnu.so"
 
@@ -192,7 +192,7 @@ def test_the_images_ld_so_cache_is_searched_and_ld_so_conf_alone_is_not(tmp_path
 def test_the_host_ld_so_cache_reads_as_ldconfig_prints_it() -> None:
     cache = Path("/etc/ld.so.cache")
     if not cache.exists():
-        pytest.skip("the build host has no ld.so.cache")
+        unavailable("the build host has no /etc/ld.so.cache (Debian's libc-bin writes one)")
     out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True, check=True).stdout
     printed = set()
     for line in out.splitlines()[1:]:

@@ -7,7 +7,6 @@ with the reason and the mirror tried* (visible with ``pytest -rs``), never passe
 from __future__ import annotations
 
 import io
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +20,7 @@ from builder.sources.debian import base_entries, load_base_definition, lock_base
 from builder.sources.debian.apt_sources import find_mirror
 from builder.sources.debian.base import load_lock
 from builder.errors import DebianError
+from conftest import unavailable
 
 pytestmark = pytest.mark.network
 
@@ -42,25 +42,17 @@ def cc(tmp_path_factory):
         try:
             mirror = find_mirror(suite)
         except DebianError as e:
-            _unavailable(f"no Debian mirror configured: {e}")
+            unavailable(f"no Debian mirror configured: {e}")
         url = f"{mirror}/dists/{suite}/InRelease"
         try:
             response = requests.head(url, timeout=15, allow_redirects=True)
         except requests.RequestException as e:
-            _unavailable(f"Debian archive unreachable: tried {url}: {e}")
+            unavailable(f"Debian archive unreachable: tried {url}: {e}")
         if response.status_code != 200:
-            _unavailable(f"Debian archive unusable: tried {url}: HTTP {response.status_code}")
+            unavailable(f"Debian archive unusable: tried {url}: HTTP {response.status_code}")
     cache = work / "cache"
     lock_base(definition, cache_dir=cache)
     return definition, load_lock(definition), cache
-
-
-def _unavailable(reason: str) -> None:
-    """Skip on a developer machine without the archive, saying why; fail in CI, which
-    must reach it (a skipped network test there would hide a broken base)."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must reach the Debian archive)", pytrace=False)
-    pytest.skip(reason)
 
 
 def _read(entry) -> bytes:

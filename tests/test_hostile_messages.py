@@ -15,6 +15,7 @@ import pytest
 from builder.errors import DebianError, redact
 from builder.oserrors import describe
 from builder.sources.debian.deb import ar_members
+from conftest import unavailable
 from hostile import assert_unchanged, refused, small_project, snapshot
 
 SECRET = "s3cr3t-Pa55"
@@ -67,7 +68,7 @@ def small_fs(tmp_path):
     proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+        unavailable(f"cannot mount a tmpfs here (needs root): {proc.stderr.strip()}")
     try:
         yield mount
     finally:

@@ -179,14 +179,14 @@ def _build_image(manifest: Manifest, ctx: BuildContext) -> BuildResult:
                                                compression=manifest.compression, view=view)
                 for lib_dir in lib_dirs:
                     library_path.setdefault(lib_dir, []).append(lib_dir)
+                # a part the layer cache gave holds its entries as they were recorded
+                # (and its inputs were checked when it was made)
                 selection = _Selection(spec, manifest.where)
-                if not any(part.hit for part in parts):  # a hit's inputs were checked
-                    for part in parts:
-                        selection.keep(part.entries)
+                selected = [part.entries if part.hit else selection.keep(part.entries)
+                            for part in parts]
+                if not any(part.hit for part in parts):
                     selection.check()
-                for part in parts:
-                    # a part the layer cache gave holds its entries as they were recorded
-                    entries = part.entries if part.hit else selection.keep(part.entries)
+                for part, entries in zip(parts, selected):
                     if spec.pyinstaller is not None:
                         if lib_dirs and not part.hit:
                             entries = _prefer_base(entries, base_view, lib_dirs, manifest,

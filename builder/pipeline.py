@@ -399,39 +399,50 @@ def _label_host_files(image: Image, manifest: Manifest,
                       bundled: list[tuple[list[Entry], list[str], LayerSpec]],
                       host_sources: dict[str, str], libraries: LayerReport | None,
                       ctx: BuildContext) -> Image:
-    """Record which host package each host copy came from (label
-    :data:`~builder.sources.attribution.HOST_FILES_LABEL`), for the SBOM.
+    """Record where each copy a bundle (or the closure) took from outside the image's
+    packages came from (label :data:`~builder.sources.attribution.HOST_FILES_LABEL`),
+    for the SBOM: the host's dpkg package, or a build root's locked one.
 
-    Remembered (:func:`_memo`) by the files' paths and stamps and the state of the
-    host's dpkg database, whose reading is most of the work."""
+    Remembered (:func:`_memo`) by the files' paths and stamps, the build roots' keys
+    and the state of the host's dpkg database, whose reading is most of the work."""
     if not bundled and not host_sources:
         return image
-    from .sources.attribution import HOST_FILES_LABEL, host_files_label, host_origins
+    from .sources.attribution import (HOST_FILES_LABEL, build_root_origins, host_files_label,
+                                      host_origins)
+    from .sources.buildroot import assemble
     from .sources.ldso import layout_for_platform
     from .supply.owners import HostDpkg
 
-    layout = layout_for_platform(manifest.platform.architecture)
-    hosted = [(entries, lib_dirs, spec) for entries, lib_dirs, spec in bundled
-              if spec.pyinstaller.build_root is None]  # a build root's files are not the host's
+    arch = manifest.platform.architecture
+    layout = layout_for_platform(arch)
+    roots = {spec.name: assemble(spec.pyinstaller.build_root, arch, ctx.cache_dir)
+             for _, _, spec in bundled if spec.pyinstaller.build_root is not None}
 
     def compute() -> str | None:
         dpkg = HostDpkg()
         origins: dict[str, tuple[str, str, str, str]] = {}
-        for entries, lib_dirs, spec in hosted:
+        for entries, lib_dirs, spec in bundled:
             exe = posixpath.join(spec.dest, spec.pyinstaller.name)
-            origins.update(host_origins(entries, lib_dirs, {}, layout, dpkg,
-                                        spec.pyinstaller.python, [exe]))
+            root = roots.get(spec.name)
+            if root is None:
+                origins.update(host_origins(entries, lib_dirs, {}, layout, dpkg,
+                                            spec.pyinstaller.python, [exe]))
+            else:
+                where = f"{spec.pyinstaller.build_root.name} ({arch})"
+                origins.update(build_root_origins(entries, lib_dirs, root.path, where,
+                                                  layout, [exe]))
         if libraries is not None:
             origins.update(host_origins([Entry.file(p, lambda: None, 0) for p in host_sources],
                                         [], host_sources, layout, dpkg))
         return host_files_label(origins) if origins else None
 
     files = [[(e.path, e.stamp) for e in entries if e.kind is Kind.FILE]
-             for entries, _, _ in hosted]
+             for entries, _, _ in bundled]
     complete = all(stamp for group in files for _, stamp in group)
-    label = _memo(ctx, compute, "host-files", manifest.platform.architecture, files,
-                  [(lib_dirs, spec.dest, spec.pyinstaller.name, spec.pyinstaller.python)
-                   for _, lib_dirs, spec in hosted],
+    label = _memo(ctx, compute, "host-files", arch, files,
+                  [(lib_dirs, spec.dest, spec.pyinstaller.name, spec.pyinstaller.python,
+                    roots[spec.name].key if spec.name in roots else None)
+                   for _, lib_dirs, spec in bundled],
                   sorted(host_sources.items()), _dpkg_state()) if complete else compute()
     if label is None:
         return image

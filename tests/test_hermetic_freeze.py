@@ -84,3 +84,46 @@ def test_materialize_never_writes_through_a_symlink_out_of_the_root(tmp_path):
     with pytest.raises(FreezeError, match="through a symlink that leads outside the root"):
         buildroot.materialize(entries, tmp_path / "root")
     assert list(outside.iterdir()) == []
+
+
+def test_a_bundles_build_root_libraries_are_attributed_to_the_roots_locked_packages(tmp_path):
+    """What the SBOM says of a hermetic bundle's copies: the root's Debian package of
+    each, found through the root's soname links and merged /usr; not the host's."""
+    from builder.layers.entries import Entry
+    from builder.sources.attribution import build_root_origins
+    from builder.sources.ldso import layout_for_platform
+
+    root = tmp_path / "root"
+    lib = root / "usr" / "lib" / "aarch64-linux-gnu"
+    dynload = root / "usr" / "lib" / "python3.11" / "lib-dynload"
+    for d in (lib, dynload, root / "var" / "lib" / "dpkg" / "status.d"):
+        d.mkdir(parents=True)
+    (root / "lib").symlink_to("usr/lib")
+    (lib / "libexpat.so.1.8.10").write_bytes(b"\x7fELF")
+    (lib / "libexpat.so.1").symlink_to("libexpat.so.1.8.10")
+    (lib / "libpython3.11.so.1.0").write_bytes(b"\x7fELF")
+    (dynload / "_ssl.cpython-311-aarch64-linux-gnu.so").write_bytes(b"\x7fELF")
+    status = root / "var" / "lib" / "dpkg" / "status.d"
+    for package, version, listed in [
+            ("libexpat1", "2.5.0-1", "lib/aarch64-linux-gnu/libexpat.so.1.8.10"),
+            ("libpython3.11", "3.11.2-6", "usr/lib/aarch64-linux-gnu/libpython3.11.so.1.0"),
+            ("libpython3.11-stdlib", "3.11.2-6",
+             "usr/lib/python3.11/lib-dynload/_ssl.cpython-311-aarch64-linux-gnu.so")]:
+        (status / package).write_text(f"Package: {package}\nStatus: install ok installed\n"
+                                      f"Version: {version}\nArchitecture: arm64\n")
+        (status / f"{package}.md5sums").write_text(f"0a  {listed}\n")
+    bundle = "/app/_internal"
+    names = ["libexpat.so.1", "libpython3.11.so.1.0", "libelsewhere.so.2",
+             "python3.11/lib-dynload/_ssl.cpython-311-aarch64-linux-gnu.so", "numpy/x.so"]
+    entries = [Entry.file(f"{bundle}/{n}", lambda: None, 0) for n in names]
+    entries.append(Entry.file("/app/app", lambda: None, 0))
+    origins = build_root_origins(entries, [bundle], root, "python-build.yaml (arm64)",
+                                 layout_for_platform("arm64"), ["/app/app"])
+    assert {path: origin[:3] for path, origin in origins.items()} == {
+        "/app/app": ("pypi", "pyinstaller", origins["/app/app"][2]),
+        f"{bundle}/libexpat.so.1": ("deb", "libexpat1", "2.5.0-1"),
+        f"{bundle}/libpython3.11.so.1.0": ("deb", "libpython3.11", "3.11.2-6"),
+        f"{bundle}/python3.11/lib-dynload/_ssl.cpython-311-aarch64-linux-gnu.so":
+            ("deb", "libpython3.11-stdlib", "3.11.2-6")}
+    assert origins[f"{bundle}/libexpat.so.1"][3] == (
+        "/lib/aarch64-linux-gnu/libexpat.so.1.8.10 in the build root python-build.yaml (arm64)")

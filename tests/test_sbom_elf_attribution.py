@@ -135,3 +135,15 @@ def test_a_rebuild_with_nothing_changed_does_not_read_the_hosts_dpkg_database_ag
             assert reads, "the first build reads the host's dpkg database"
             reads.clear()
     assert reads == [] and digests[0] == digests[1]
+
+
+def test_a_debian_package_whose_name_holds_dots_owns_its_files() -> None:
+    from builder.supply.owners import Owner, file_owners
+
+    stanza = "/var/lib/dpkg/status.d/libpython3.11"
+    sums = stanza + ".md5sums"
+    owners = file_owners({
+        stanza: b"Package: libpython3.11\nStatus: install ok installed\nVersion: 3.11.2-6\n",
+        sums: f"0a  {LIB}/libpython3.11.so.1.0\n".encode()})
+    assert owners == {f"/{LIB}/libpython3.11.so.1.0": Owner("deb", "libpython3.11",
+                                                            "3.11.2-6", sums)}

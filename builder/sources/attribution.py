@@ -10,13 +10,16 @@ copy, which scanners see, and the image is smaller. The closure checks the resul
 
 :func:`host_origins` names what the build host shipped for the files that stay
 host copies: the host's dpkg package and version, or the Python build for
-``libpython``. The pipeline records it in the image (:data:`HOST_FILES_LABEL`) so
-an SBOM made later from the image alone can attribute them.
+``libpython``. :func:`build_root_origins` does the same for a bundle frozen in a
+hermetic build root: the root's locked Debian package of each copied library. The
+pipeline records both in the image (:data:`HOST_FILES_LABEL`) so an SBOM made later
+from the image alone can attribute them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 import sys
@@ -24,12 +27,13 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..layers.entries import Entry, Kind
-from ..supply.owners import HostDpkg, Owner, file_owners, is_owner_metadata
+from ..supply.owners import STATUS_D, HostDpkg, Owner, file_owners, is_owner_metadata
 from .closure import ImageView
 from .ldso import LoaderLayout
 
 HOST_FILES_LABEL = "dev.ocibuild.host-files"
-"""Config label: JSON ``{image path: [kind, name, version, evidence]}`` of host files."""
+"""Config label: JSON ``{image path: [kind, name, version, evidence]}`` of the files a
+bundle copied from the build host (``host-deb``, ``python``) or a build root (``deb``)."""
 _SONAME_LIKE = re.compile(r"^lib[^/]*\.so(\.[0-9]+)*$")
 _MAX_METADATA = 1 << 20
 
@@ -129,6 +133,80 @@ def host_origins(entries: Sequence[Entry], library_dirs: Sequence[str],
             out[entry.path] = ("host-deb", owner.name, owner.version,
                                f"{host_path} on the build host")
     return dict(sorted(out.items()))
+
+
+def build_root_origins(entries: Sequence[Entry], library_dirs: Sequence[str], root: Path,
+                       where: str, layout: LoaderLayout, bootloaders: Sequence[str] = (),
+                       ) -> dict[str, tuple[str, str, str, str]]:
+    """Image path -> (``deb``, package, version, evidence) for the libraries a bundle
+    frozen in a hermetic build root copied from it (``root``: the materialized root;
+    ``where``: how the evidence names it): each library of ``library_dirs`` is found by
+    name in the root's loader default dirs (its soname links followed inside the
+    root), each ``lib-dynload/`` module by name, and attributed to the root's locked
+    Debian package listing the file: the bundle's only source besides the wheels."""
+    metadata = {}
+    status = root / STATUS_D.strip("/")
+    for path in sorted(status.iterdir()) if status.is_dir() else []:
+        if path.is_file() and not path.is_symlink() and path.stat().st_size <= _MAX_METADATA:
+            metadata[STATUS_D + path.name] = path.read_bytes()
+    listed = {_without_usr(path): (path, owner) for path, owner in file_owners(metadata).items()}
+    dynload = {posixpath.basename(path): found for path, found in listed.items()
+               if posixpath.basename(posixpath.dirname(path)) == "lib-dynload"}
+    dirs = {posixpath.normpath(d) for d in library_dirs}
+    out: dict[str, tuple[str, str, str, str]] = {}
+    for entry in entries:
+        name = posixpath.basename(entry.path)
+        parent = posixpath.dirname(entry.path)
+        if entry.kind is not Kind.FILE:
+            continue
+        if entry.path in bootloaders:
+            out[entry.path] = ("pypi", "pyinstaller", _pinned("pyinstaller"),
+                               "the PyInstaller bootloader")
+            continue
+        found = None
+        if posixpath.basename(parent) == "lib-dynload" and any(
+                parent.startswith(d + "/") for d in dirs):
+            found = dynload.get(name)
+        elif parent in dirs and _SONAME_LIKE.match(name):
+            found = next((listed[_without_usr(real)] for real in (
+                _resolve_inside(root, posixpath.join(d, name)) for d in layout.default_dirs)
+                if real is not None and _without_usr(real) in listed), None)
+        if found is not None:
+            path, owner = found
+            out[entry.path] = ("deb", owner.name, owner.version,
+                               f"{path} in the build root {where}")
+    return dict(sorted(out.items()))
+
+
+def _resolve_inside(root: Path, path: str, hops: int = 40) -> str | None:
+    """``path`` of the tree at ``root`` with its symlinks followed inside that tree
+    (an absolute target means the root's ``/``), or None when it does not exist."""
+    parts = [p for p in path.split("/") if p]
+    done: list[str] = []
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            done = done[:-1]
+            continue
+        here = root.joinpath(*done, part)
+        if here.is_symlink():
+            hops -= 1
+            if hops < 0:
+                return None
+            target = os.readlink(here)
+            if target.startswith("/"):
+                done = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        if not here.exists():
+            return None
+        done.append(part)
+    return "/" + "/".join(done)
+
+
+def _without_usr(path: str) -> str:
+    """``/usr/lib/x`` and ``/lib/x`` are one file in a merged-/usr root."""
+    return path[len("/usr"):] if path.startswith("/usr/") else path
 
 
 def _pinned(name: str) -> str:

@@ -9,8 +9,9 @@ match wins:
    names it, through the image's symlinks (``/lib -> usr/lib``);
 2. a Python distribution whose ``RECORD`` lists it, or whose wheel vendored it
    into ``<dist>.libs/`` beside its dist-info;
-3. what the build recorded about the build host (the ``dev.ocibuild.host-files``
-   label): a host Debian package and version, the freezing Python's build, or
+3. what the build recorded about the copies a bundle made (the
+   ``dev.ocibuild.host-files`` label): a host Debian package and version, the
+   freezing Python's build, a hermetic build root's locked Debian package, or
    PyInstaller's bootloader;
 
 and what none of these names is listed as unattributed.
@@ -52,6 +53,7 @@ class ElfFile:
 class ElfAttribution:
     files: list[ElfFile]
     packages: list[Package] = field(default_factory=list)  # inside onefile executables
+    architecture: str = ""  # the image's (Debian packages of a build root are of it)
 
     @property
     def attributed(self) -> list[ElfFile]:
@@ -103,7 +105,8 @@ def attribute_elf_files(image: Image) -> ElfAttribution:
         size, sha1, sha256 = elf[path]
         owner = owners.get(path) or wheel_libs_owner(path, owners) or host.get(path)
         files.append(ElfFile(path, size, sha1, sha256, owner))
-    return ElfAttribution(files, _onefile_packages(image, onefile))
+    return ElfAttribution(files, _onefile_packages(image, onefile),
+                          str(image.config.get("architecture") or ""))
 
 
 def _onefile_packages(image: Image, paths: set[str]) -> list[Package]:

@@ -30,7 +30,7 @@ MAX_METADATA_BYTES = 1 << 20
 _STATUS_D = re.compile(r"^/var/lib/dpkg/status\.d/([^/]+)$")
 _COPYRIGHT = re.compile(r"^/usr/share/doc/([^/]+)/copyright$")
 _PY_METADATA = re.compile(r"/[^/]+\.(?:dist-info/METADATA|egg-info/PKG-INFO)$")
-_NOT_STANZA = (".md5sums", ".list", ".conffiles", ".preinst", ".postinst", ".prerm",
+NOT_STANZA = (".md5sums", ".list", ".conffiles", ".preinst", ".postinst", ".prerm",
                ".postrm", ".triggers", ".shlibs", ".symbols", ".templates")
 
 
@@ -60,7 +60,7 @@ def _interesting(path: str) -> bool:
         return True
     m = _STATUS_D.match(path)
     if m:
-        return not m.group(1).endswith(_NOT_STANZA)
+        return not m.group(1).endswith(NOT_STANZA)
     return bool(_COPYRIGHT.match(path) or _PY_METADATA.search(path))
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .inventory import parse_stanzas, pypi_name
+from .inventory import NOT_STANZA, parse_stanzas, pypi_name
 
 STATUS_D = "/var/lib/dpkg/status.d/"
 DPKG_STATUS = "/var/lib/dpkg/status"
@@ -52,7 +52,8 @@ def file_owners(metadata: Mapping[str, bytes]) -> dict[str, Owner]:
     """Image path (as listed) -> owner, for every file a package database names."""
     versions: dict[str, str] = {}
     for path, data in metadata.items():
-        if (path.startswith(STATUS_D) and "." not in posixpath.basename(path)) or (
+        # a stanza file is named after its package, which may hold dots (libpython3.11)
+        if (path.startswith(STATUS_D) and not path.endswith(NOT_STANZA)) or (
                 path == DPKG_STATUS):
             for stanza in parse_stanzas(data):
                 status = stanza.get("Status", "install ok installed")

@@ -210,9 +210,11 @@ def _owner_key(kind: str, name: str, version: str) -> tuple[str, str, str]:
     return (kind, pypi_name(name) if kind == "pypi" else name, version)
 
 
-def _host_purl(f: ElfFile) -> str:
+def _host_purl(f: ElfFile, architecture: str) -> str:
     owner = f.owner
     assert owner is not None
+    if owner.kind == "deb":  # a hermetic build root's locked package, of the image's arch
+        return deb_purl(owner.name, owner.version, architecture or None)
     if owner.kind == "host-deb":
         return deb_purl(owner.name, owner.version)
     if owner.kind == "python":
@@ -265,7 +267,7 @@ def spdx_with_elf(document: dict[str, Any], packages: list[Package],
                     "sourceInfo": f"ocibuild: {owner.evidence}",
                     "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER",
                                       "referenceType": "purl",
-                                      "referenceLocator": _host_purl(f)}]})
+                                      "referenceLocator": _host_purl(f, elf.architecture)}]})
                 document["relationships"].append({
                     "spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS",
                     "relatedSpdxElement": ident_pkg})
@@ -320,7 +322,7 @@ def cyclonedx_with_elf(document: dict[str, Any], packages: list[Package],
         if ref is None:
             ref = refs[key] = "host-" + hashlib.sha256(repr(key).encode()).hexdigest()[:16]
             components[ref] = {"type": "library", "bom-ref": ref, "name": owner.name,
-                               "version": owner.version, "purl": _host_purl(f),
+                               "version": owner.version, "purl": _host_purl(f, elf.architecture),
                                "properties": [{"name": "ocibuild:origin",
                                                "value": owner.evidence}]}
         component = components[ref]

@@ -383,9 +383,13 @@ def cmd_sign_sbom(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        _err(f"signed {result['signature']['reference']}, SBOM ({args.attach_sbom}) attested")
+        attested = result.get("attestations") or [result["attestation"]]
+        platforms = [a["platform"] for a in attested if "platform" in a]
+        _err(f"signed {result['signature']['reference']}, SBOM ({args.attach_sbom}) attested"
+             + (f" for {', '.join(platforms)}" if platforms else ""))
         print(result["signature"]["signature"])
-        print(result["attestation"]["attestation"])
+        for done in attested:
+            print(done["attestation"])
     return EXIT_OK
 
 

@@ -100,3 +100,40 @@ def test_signing_an_index_signs_it_and_each_manifest(registry, tmp_path, keys,  
                            timeout=10).status_code == 202
     code, _, err = cli("verify", ref, "--key", pub, capsys=capsys)
     assert code == 1 and f"is an image index, and its manifest " in err and arm in err, err
+
+
+def test_sign_attach_sbom_of_an_index_attests_each_platforms_sbom(registry, tmp_path,  # noqa: F811
+                                                                  keys, capsys):
+    key, pub = keys
+    index = _built_index(tmp_path, capsys)
+    ref = f"{registry.host}/multi/attested:1"
+    assert cli("push", tmp_path / "i.tar", ref, capsys=capsys)[0] == 0
+    code, out, err = cli("sign", ref, "--key", key, "--attach-sbom", "spdx-json", "--json",
+                         capsys=capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["signature"]["digest"] == index.digest
+    assert [(a["platform"], a["digest"]) for a in result["attestations"]] == [
+        (str(m.image.platform), m.image.digest) for m in index.manifests]
+
+    code, out, err = cli("verify-attestation", ref, "--key", pub, "--type", "spdxjson",
+                         "--json", capsys=capsys)
+    assert code == 0, err
+    statements = json.loads(out)
+    assert [s["subject"][0]["digest"]["sha256"] for s in statements] == [
+        m.image.digest.split(":", 1)[1] for m in index.manifests]
+    # each platform's SBOM names its own image
+    for statement, m in zip(statements, index.manifests):
+        assert m.image.digest.split(":", 1)[1] in json.dumps(statement["predicate"])
+
+    # an index whose arm64 manifest lost its attestation does not verify
+    arm = index.manifests[1].image.digest
+    tag = arm.replace(":", "-") + ".att"
+    head = requests.head(f"http://{registry.host}/v2/multi/attested/manifests/{tag}",
+                         headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+                         timeout=10)
+    assert requests.delete(f"http://{registry.host}/v2/multi/attested/manifests/"
+                           f"{head.headers['Docker-Content-Digest']}", timeout=10
+                           ).status_code == 202
+    code, _, err = cli("verify-attestation", ref, "--key", pub, capsys=capsys)
+    assert code == 1 and "is an image index, and its manifest" in err and arm in err, err

@@ -11,7 +11,7 @@ verifies with the key over the DSSE PAE, the statement is in-toto and one of
 its subjects is the digest the reference resolves to now (as cosign checks:
 the subject's digest, not its name), and its predicate type is the one asked
 for. At least one must pass; otherwise :class:`SupplyChainError` says why each
-was rejected.
+was rejected. An image index passes when each of its manifests does.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from .dsse import (DSSE_MEDIA_TYPE, INTOTO_PAYLOAD_TYPE, envelope_verifies, make
                    make_statement, parse_envelope, parse_statement, predicate_type_uri,
                    sign_envelope)
 from .keys import PasswordSource, cosign_password, load_public_key, read_key_file
-from .sign import load_signing_key, resolve
+from .sign import index_manifests, load_signing_key, resolve
 from .simplesigning import SIGNATURE_ANNOTATION, docker_reference, signature_tag
 from .store import append_signature, fetch_signature_image, read_blob
 
@@ -99,11 +99,42 @@ def verify_attestations(ref: str, key: ec.EllipticCurvePublicKey | Path | str,
                         predicate_type: str | None = None, *, insecure: bool = False,
                         pool: ClientPool | None = None) -> AttestationsResult:
     """The statements about what ``ref`` names now that ``key`` signed (of one type if
-    ``predicate_type`` is given); :class:`SupplyChainError` when there are none."""
+    ``predicate_type`` is given); :class:`SupplyChainError` when there are none.
+
+    For an image index: the index's own statements, if any, then each manifest's;
+    every manifest must have one (an SBOM describes one platform's image, so
+    ``sign --attach-sbom`` attests each manifest of an index)."""
     if not isinstance(key, ec.EllipticCurvePublicKey):
         key = load_public_key(read_key_file(key, "key"), f"key {key}")
     wanted = predicate_type_uri(predicate_type) if predicate_type else None
     reference, client, digest = resolve(ref, pool or ClientPool(insecure=insecure))
+    children = index_manifests(client, reference.repository, digest)
+    statements: list[dict[str, Any]] = []
+    rejected: list[str] = []
+    if children:
+        try:
+            statements, rejected = _verified(client, reference, digest, key, wanted)
+        except SupplyChainError:
+            pass  # an index need not be attested itself
+    for child in children:
+        try:
+            more, why = _verified(client, reference, child, key, wanted)
+        except SupplyChainError as e:
+            raise SupplyChainError(f"{reference.name}@{digest} is an image index, and its "
+                                   f"manifest {child}: {e}") from None
+        statements += more
+        rejected += why
+    if not children:
+        statements, rejected = _verified(client, reference, digest, key, wanted)
+    return AttestationsResult(str(reference.with_digest(digest)), digest, tuple(statements),
+                              tuple(rejected))
+
+
+def _verified(client: Any, reference: Reference, digest: str,
+              key: ec.EllipticCurvePublicKey, wanted: str | None,
+              ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The valid statements about ``digest`` and why the others were rejected;
+    :class:`SupplyChainError` when none is valid."""
     repo = reference.repository
     atts = fetch_signature_image(client, repo, digest, ATT)
     where = f"{reference.name}@{digest}"
@@ -120,8 +151,7 @@ def verify_attestations(ref: str, key: ec.EllipticCurvePublicKey | Path | str,
             rejected.append(f"{label}: {e}")
     if not statements:
         raise SupplyChainError(f"{where}: no valid attestation: " + "; ".join(rejected))
-    return AttestationsResult(str(reference.with_digest(digest)), digest, tuple(statements),
-                              tuple(rejected))
+    return statements, rejected
 
 
 def _check(client: Any, repo: str, desc: Descriptor, key: ec.EllipticCurvePublicKey,

@@ -67,20 +67,31 @@ SBOM_PREDICATE = {"spdx-json": "spdxjson", "cyclonedx-json": "cyclonedx"}
 def sign_with_sbom(ref: str, key_path: Path | str, fmt: str, *,
                    annotations: dict[str, str] | None = None,
                    insecure: bool = False) -> dict[str, Any]:
-    """``sign REF --key K --attach-sbom FORMAT``: sign the image, then attest its SBOM.
+    """``sign REF --key K --attach-sbom FORMAT``: sign the image, then attest its SBOM;
+    for an image index, sign it and each manifest and attest each platform's SBOM to
+    that platform's manifest (``attestations``, in the index's order).
 
     The key is read once; the SBOM describes the image pulled by the signed digest, so
     a tag moved in between cannot put another image's packages under this signature.
     """
     from ..registry.push import ClientPool
+    from ..registry.reference import parse_reference
     from .attest import attest
     from .sign import load_signing_key, sign_with_key
-    from .source import open_subject
+    from .source import open_subjects
 
     key = load_signing_key(key_path)
     pool = ClientPool(insecure=insecure)
     signed = sign_with_key(ref, key, annotations=annotations, pool=pool)
-    subject = open_subject(signed.reference, insecure=insecure)
-    sbom = render(generate(subject, fmt))
-    attested = attest(signed.reference, sbom, SBOM_PREDICATE[fmt], key, pool=pool)
-    return {"signature": signed.to_json(), "attestation": attested.to_json()}
+    subjects = open_subjects(signed.reference, insecure=insecure)
+    pinned = parse_reference(signed.reference)
+    attested = []
+    for subject in subjects:
+        sbom = render(generate(subject, fmt))
+        done = attest(pinned.with_digest(subject.digest), sbom, SBOM_PREDICATE[fmt], key,
+                      pool=pool).to_json()
+        attested.append({"platform": str(subject.image.platform), **done}
+                        if signed.manifests else done)
+    if signed.manifests:
+        return {"signature": signed.to_json(), "attestations": attested}
+    return {"signature": signed.to_json(), "attestation": attested[0]}

@@ -300,3 +300,18 @@ def test_a_declared_hidden_import_that_does_not_exist_is_an_error(tmp_path: Path
     with pytest.raises(FreezeOptionError, match="'nosuchpkg': not a package"):
         freeze(PyInstallerOptions(entry=options.entry, collect_data=("nosuchpkg",)),
                cache_dir=shared_cache)
+
+
+def test_a_package_that_cannot_build_from_source_gets_a_hint_about_wheels() -> None:
+    """pip's words when an sdist needs a compiler the build root lacks."""
+    from builder.sources.buildvenv import _pip_hint
+
+    said = ("  error: command 'x86_64-linux-gnu-gcc' failed: No such file or directory\n"
+            "  ERROR: Failed building wheel for cext\n"
+            "ERROR: Could not build wheels for cext, which is required to install "
+            "pyproject.toml-based projects\n")
+    hint = _pip_hint(said)
+    assert hint is not None and hint.startswith("cext has no wheel for this Python")
+    assert "build_root" in hint
+    assert _pip_hint("ERROR: Could not build wheels for cext, which is required") == hint
+    assert _pip_hint("Successfully installed cext-1.0") is None

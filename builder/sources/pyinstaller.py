@@ -8,8 +8,8 @@ crash never leaves a half-written entry where a complete one is expected::
     cache_dir/venv/<venv key>/    python -m venv + pip install requirements + pyinstaller
     cache_dir/dist/<dist key>/    the PyInstaller output (onedir folder or onefile binary)
 
-The venv key hashes the Python version, the requirements file's bytes and the
-PyInstaller pins. The dist key hashes the venv key, the Python modules in the
+The venv (:mod:`.buildvenv`) key hashes the Python version (or the build root's key),
+the requirements file's bytes, pip's options and the PyInstaller pins. The dist key hashes the venv key, the Python modules in the
 entry script's folder and the files ``extra_args`` name there (path and content:
 mtimes do not count), and the options. A
 cache hit runs neither pip nor PyInstaller. Processes are started through
@@ -35,6 +35,7 @@ from ..errors import FreezeError, InputError
 from ..humanize import count
 from ..layers.entries import Entry
 from .app_code import AppCode, added_data_names, scan_app
+from .buildvenv import PIP_OPTIONS, drop_outside_records, ensure_venv, publish, run_tool
 from .files import tree_entries
 from .launcher import APP_DIR, HOOK_NAME, SCRIPT_NAME, SIGTERM_HOOK, launcher_source
 from .pyinstaller_log import (check_declared, freeze_failure, keep_log, output_of, problems,
@@ -42,7 +43,6 @@ from .pyinstaller_log import (check_declared, freeze_failure, keep_log, output_o
 
 PYINSTALLER_PINS: tuple[str, ...] = ("pyinstaller==6.22.3", "pyinstaller-hooks-contrib==2026.9")
 """What is installed next to the app's requirements; part of every cache key."""
-
 MODES = ("onedir", "onefile")
 _KEY_VERSION = "4"  # bump when the layout or the PyInstaller command line changes
 _DIST_VERSION = "4"  # bump when what a freeze checks or keeps changes (the venv stays)
@@ -146,8 +146,12 @@ def plan_freeze(options: PyInstallerOptions, *, runner: Runner = subprocess.run,
     epoch = _epoch(source_date_epoch)
     app = _scan_own_code(options) if options.mode == "onedir" else None
     analysed = _without_own_modules(options, app)
-    python_id = _python_identity(options.python, runner)
+    # a build root's key covers its interpreter (version, build, architecture): no need
+    # to start it (through bwrap, and qemu for a foreign one) on every build
+    python_id = (f"{options.python} of the build root" if options.environment
+                 else _python_identity(options.python, runner))
     venv_key = _digest({"v": _KEY_VERSION, "python": python_id, "pins": PYINSTALLER_PINS,
+                        "pip": PIP_OPTIONS,
                         **({"environment": options.environment} if options.environment else {}),
                         "requirements": _file_digest(options.requirements)})
     script = launcher_source(app.entry, app.imports) if app is not None else None
@@ -196,8 +200,8 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
                          _onefile_needs(options, dist))
 
     env = _build_env(epoch)
-    venv = _ensure_venv(cache_dir / "venv" / plan.venv_key, python, options.requirements,
-                        runner=runner, log=log, env=env)
+    venv = ensure_venv(cache_dir / "venv" / plan.venv_key, python, options.requirements,
+                       PYINSTALLER_PINS, runner=runner, log=log, env=env)
     log(f"pyinstaller: freezing {options.entry.name} ({options.mode}"
         + (f", {len(app.imports)} imports of the app's code analysed)" if app else ")"))
     with tempfile.TemporaryDirectory(prefix="freeze-", dir=_scratch_parent(cache_dir)) as tmp:
@@ -221,11 +225,11 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
             # dist-info for every requirement (and what it pulls in), so SBOMs and
             # scanners can see the Python packages inside the bundle.
             args += ["--recursive-copy-metadata", name]
-        _drop_outside_records(venv / "lib")  # before PyInstaller copies any dist-info
+        drop_outside_records(venv / "lib")  # before PyInstaller copies any dist-info
         cmd = [str(venv / "bin" / "python"), "-m", "PyInstaller", *args,
                "--distpath", "../dist", "--workpath", "../work", "--specpath", ".",
                SCRIPT_NAME if script is not None else options.entry.name]
-        proc = _run(runner, cmd, cwd=src, env={**env, "PYINSTALLER_CONFIG_DIR": str(scratch)})
+        proc = run_tool(runner, cmd, cwd=src, env={**env, "PYINSTALLER_CONFIG_DIR": str(scratch)})
         produced = scratch / "dist" / (exe if options.mode == "onedir" else "")
         if proc.returncode != 0 or not (produced / exe).exists():
             raise FreezeError(freeze_failure(options, proc, keep_log(cache_dir, dist_key, proc),
@@ -249,7 +253,7 @@ def freeze(options: PyInstallerOptions, *, cache_dir: Path, runner: Runner = sub
             out.mkdir()
             (produced / exe).rename(out / exe)
         _write_lines(warnings, said)
-        _publish(out, dist)
+        publish(out, dist)
     return FrozenApp(dist, exe, False, dist_key, lib_dirs, app,
                      _onefile_needs(options, dist))
 
@@ -373,80 +377,7 @@ def freeze_warnings(frozen: FrozenApp) -> list[str]:
     return _read_lines(frozen.dist_dir.with_name(frozen.key + ".warnings"))
 
 
-def _drop_outside_records(site: Path) -> None:
-    """Remove RECORD rows for files outside site-packages (``../../../bin/flask``) in
-    the build venv, before PyInstaller copies the dist-info into the bundle (in
-    onefile mode into the executable's archive, where nothing can edit it later).
-
-    Those are console scripts, which a bundle never holds; their hashes cover a
-    shebang naming the build venv's path, so keeping the rows would make two
-    builds from different cache paths differ. Each file is replaced whole (the
-    venv is shared by concurrent freezes).
-    """
-    for record in sorted(site.glob("python*/site-packages/*.dist-info/RECORD")):
-        lines = record.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if not line.startswith("../")]
-        if kept != lines:
-            tmp = record.with_name(f".RECORD.{os.getpid()}.tmp")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, record)
-
-
-# --- the venv --------------------------------------------------------------------------
-
-def _ensure_venv(venv: Path, python: str, requirements: Path | None, *, runner: Runner,
-                 log: Log, env: dict[str, str]) -> Path:
-    if (venv / "bin" / "python").exists():
-        return venv
-    log(f"pyinstaller: creating build venv {venv.name[:12]}")
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=venv.parent))
-    try:
-        _check(runner, [python, "-m", "venv", str(tmp)], "creating the venv", env=env)
-        # python -m pip, never bin/pip: the scripts' shebangs name the temporary path.
-        pip = [str(tmp / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check",
-               "--no-input", "--progress-bar", "off"]
-        if requirements is not None:
-            _check(runner, [*pip, "-r", str(requirements)], f"pip install -r {requirements.name}",
-                   env=env, hint=_pip_hint)
-        _check(runner, [*pip, *PYINSTALLER_PINS], "pip install pyinstaller", env=env,
-               hint=_pip_hint)
-        _publish(tmp, venv)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return venv
-
-
-def _check(runner: Runner, cmd: Sequence[str], what: str, *, env: dict[str, str],
-           hint: Callable[[str], str | None] = lambda out: None) -> None:
-    proc = _run(runner, cmd, env=env)
-    if proc.returncode != 0:
-        out = output_of(proc)
-        fix = hint(out)
-        raise FreezeError(f"{what} failed (exit {proc.returncode}):\n{tail(out)}"
-                          + (f"\nlikely fix: {fix}" if fix else ""))
-
-
-def _pip_hint(out: str) -> str | None:
-    m = re.search(r"No matching distribution found for (\S+)", out)
-    if m:
-        return (f"check that {m.group(1)} is spelled right and that its version exists "
-                "for this Python on the configured package index")
-    if "THESE PACKAGES DO NOT MATCH THE HASHES" in out:
-        return "update the hashes in the requirements file"
-    return None
-
-
 # --- keys and helpers ------------------------------------------------------------------
-
-def _run(runner: Runner, cmd: Sequence[str], *, env: dict[str, str],
-         cwd: Path | None = None) -> "subprocess.CompletedProcess[str]":
-    try:
-        return runner(list(cmd), cwd=cwd, env=env, stdout=subprocess.PIPE,
-                      stderr=subprocess.STDOUT, text=True, check=False)
-    except OSError as e:
-        raise FreezeError(f"cannot run {cmd[0]}: {e}") from e
-
 
 def _build_env(epoch: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
@@ -474,7 +405,7 @@ def _python_identity(python: str | None, runner: Runner) -> str:
     if python is None:
         import platform
         return f"{sys.version} {sys.implementation.cache_tag} {platform.machine()}"
-    proc = _run(runner, [python, "-c", probe], env=_build_env(0))
+    proc = run_tool(runner, [python, "-c", probe], env=_build_env(0))
     if proc.returncode != 0:
         raise FreezeError(f"cannot run the build interpreter {python}:\n{tail(output_of(proc))}")
     return (proc.stdout or "").strip()
@@ -587,16 +518,6 @@ def _write_lines(path: Path, lines: list[str]) -> None:
         path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     except OSError:
         pass
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename a finished ``tmp`` to ``final``; if another build won the race, keep theirs."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(tmp, final)
-    except OSError:
-        if not final.is_dir():
-            raise
 
 
 def _check_inputs(options: PyInstallerOptions) -> None:

@@ -306,6 +306,26 @@ def _definition_file(node: Node, folder: Path) -> Path:
     return target
 
 
+_DEFAULT_ROOT = object()
+
+
+def _build_root(node: Node, folder: Path) -> Path | None:
+    """``build_root:``: a base definition to freeze in, or ``host`` (None)."""
+    from .sources.buildroot import HOST
+
+    return None if node.value == HOST else _definition_file(node, folder)
+
+
+def _default_build_root(node: Node) -> Path:
+    from .sources.buildroot import DEFAULT_DEFINITION, HOST
+
+    if not DEFAULT_DEFINITION.is_file():
+        raise node.error(f"ocibuild's default build root {DEFAULT_DEFINITION} is missing (an "
+                         "install without base_images/): name one with build_root: "
+                         f"DEFINITION.yaml, or freeze with the host's Python: build_root: {HOST}")
+    return DEFAULT_DEFINITION
+
+
 def _int(node: Node, what: str, low: int = 0, high: int = 2**31 - 1) -> int:
     value = node.as_type(int, what)
     if not low <= value <= high:
@@ -465,7 +485,9 @@ def _pyinstaller(node: Node, folder: Path, sources: list[Source]) -> Any:
         "extra_args")}
     strip = f.optional("strip", lambda n: n.as_type(bool, "true or false"), True)
     mode = f.optional("mode", lambda n: _choice(n, ("onedir", "onefile")), "onedir")
-    build_root = f.optional("build_root", lambda n: _definition_file(n, folder), None)
+    build_root = f.optional("build_root", lambda n: _build_root(n, folder), _DEFAULT_ROOT)
+    if build_root is _DEFAULT_ROOT:
+        build_root = _default_build_root(node)
     f.done()
     return PyInstallerOptions(entry=entry, requirements=requirements, strip=strip, mode=mode,
                               build_root=build_root, **names)

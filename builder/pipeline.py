@@ -371,7 +371,7 @@ def _prefer_base(entries: list[Entry], base_view: dict[str, Entry], lib_dirs: li
     dropped = _memo(ctx, compute, "prefer-base", [layer.diff_id for layer in base.layers],
                     arch, sorted(lib_dirs), stamps) if all(s for _, s in stamps) else compute()
     if dropped:
-        ctx.log(f"pyinstaller: {len(dropped)} bundled host libraries left out, the base's "
+        ctx.log(f"pyinstaller: {len(dropped)} bundled libraries left out, the base's "
                 "Debian copies used instead: "
                 + ", ".join(f"{posixpath.basename(path)} ({real})"
                             for path, real in sorted(dropped.items())))

@@ -113,8 +113,10 @@ def check_buildable(manifest: Manifest, target: Platform) -> None:
     for spec in manifest.layers:
         if spec.pyinstaller is not None and spec.pyinstaller.build_root is None:
             raise ManifestError(
-                f"a pyinstaller layer freezes with this {host} machine's Python, so it "
-                f"cannot be built for {target}: give it a build_root (a base definition "
-                f"for {target.architecture}, such as base_images/python-build.yaml)",
+                f"a pyinstaller layer with build_root: host freezes with this {host} "
+                f"machine's Python, so it cannot be built for {target}: leave build_root "
+                f"out (the default build root, base_images/python-build.yaml, has "
+                f"{target.architecture}) or name a base definition for "
+                f"{target.architecture}",
                 file=str(manifest.file), line=spec.line,
                 field=f"layers[{spec.name}].pyinstaller")

@@ -52,6 +52,42 @@ def test_build_root_must_name_a_base_definition(tmp_path, capsys):
            "definition file" in err
 
 
+def test_a_freeze_is_hermetic_unless_the_manifest_says_build_root_host(tmp_path):
+    from builder.manifest import load_manifest
+
+    (tmp_path / "app.py").write_text(APP)
+
+    def build_root(line: str):
+        manifest = write(tmp_path / "ocibuild.yaml", f"""
+            image: test/hermetic:1
+            layers:
+              - name: app
+                pyinstaller: {{entry: app.py{line}}}
+            """)
+        [layer] = load_manifest(manifest).layers
+        return layer.pyinstaller.build_root
+
+    assert build_root("") == buildroot.DEFAULT_DEFINITION == BUILD_ROOT
+    assert build_root(", build_root: host") is None
+    assert build_root(f", build_root: {BUILD_ROOT}") == BUILD_ROOT
+
+
+def test_a_missing_default_build_root_says_how_to_name_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(buildroot, "DEFAULT_DEFINITION", tmp_path / "gone" / "python-build.yaml")
+    (tmp_path / "app.py").write_text(APP)
+    manifest = write(tmp_path / "ocibuild.yaml", """
+        image: test/hermetic:1
+        layers:
+          - name: app
+            pyinstaller: {entry: app.py}
+        """)
+    code, _, err = cli("build", manifest, "-o", tmp_path / "i.tar", capsys=capsys)
+    assert code == 1
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert f"{manifest}:4: layers[0].pyinstaller: ocibuild's default build root" in line
+    assert "build_root: host" in line
+
+
 def test_root_runner_sees_the_root_and_only_the_paths_it_is_given(tmp_path):
     """The runner's command line: the root read-only as /, the freeze cache writable,
     the app read-only, nothing of the host's /usr."""

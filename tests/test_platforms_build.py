@@ -140,19 +140,21 @@ def test_platform_and_platforms_together_are_a_manifest_error(tmp_path, capsys):
     assert code == 1 and "platforms[0]: 'linux' is not os/arch[/variant]" in err
 
 
-def test_a_frozen_app_for_a_foreign_architecture_is_refused_before_any_work(tmp_path,
-                                                                           capsys):
+def test_a_host_python_freeze_for_a_foreign_architecture_is_refused_before_any_work(
+        tmp_path, capsys):
     (tmp_path / "app.py").write_text("print('hi')\n")
     manifest = write(tmp_path / "ocibuild.yaml", """
         image: test/app:1
         platforms: [linux/amd64, linux/arm64]
         layers:
           - name: app
-            pyinstaller: {entry: app.py}
+            pyinstaller: {entry: app.py, build_root: host}
         """)
     code, _, err = cli("build", manifest, "-o", tmp_path / "i.tar", capsys=capsys)
     assert code == 1
-    assert f"{manifest}:4: layers[app].pyinstaller: " in err and "linux/arm64" in err
+    [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    assert f"{manifest}:4: layers[app].pyinstaller: " in line and "linux/arm64" in line
+    assert "leave build_root out" in line
     assert not (tmp_path / "i.tar").exists()
 
 

@@ -49,6 +49,12 @@ QEMU_MACHINES = {"arm64": "aarch64", "amd64": "x86_64", "arm": "arm", "ppc64le":
                  "s390x": "s390x", "riscv64": "riscv64", "386": "i386"}
 """Debian architecture → the name of its ``qemu-<name>`` binfmt_misc handler."""
 
+DEFAULT_DEFINITION = Path(__file__).resolve().parents[2] / "base_images" / "python-build.yaml"
+"""The build root a ``pyinstaller:`` layer freezes in when its manifest names none:
+Debian's Python 3.11 and what pip and PyInstaller need, locked per architecture."""
+HOST = "host"
+"""``build_root: host``: freeze with the Python running ocibuild, as before build roots."""
+
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 PYTHONS = ("/usr/bin/python3.11", "/usr/bin/python3")
 """Where the root's interpreter is looked for, in order."""

@@ -54,6 +54,41 @@ def _stop_test_gpg_agents(tmp_path_factory):
     subprocess.run(["pkill", "-f", f"gpg-agent --homedir {base}/"], capture_output=True)
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m have deselected
+def pytest_collection_modifyitems(session, config, items):
+    """Start the background builds the selected tests need (:mod:`background`) and move
+    those tests to the end, so the builds overlap everything else."""
+    wanted = {mark.args[0] for item in items for mark in item.iter_markers("background")}
+    if not wanted or config.option.collectonly:
+        return
+    import background
+
+    config.stash[_BACKGROUND] = background.start(wanted)
+    items.sort(key=lambda item: item.get_closest_marker("background") is not None)
+
+
+def pytest_unconfigure(config):
+    import background
+
+    background.finish(config.stash.get(_BACKGROUND, {}))
+
+
+_BACKGROUND = pytest.StashKey[dict]()
+
+
+def background_build(request: pytest.FixtureRequest, name: str, timeout: float) -> dict:
+    """The ``--json`` summary (and ``seconds``) of background build ``name``, once done;
+    the build itself (``build``: paths, log)."""
+    builds = request.config.stash.get(_BACKGROUND, {})
+    if name not in builds:  # e.g. the test was run by node id with a plugin reordering
+        import background
+
+        builds.update(background.start({name}))
+        request.config.stash[_BACKGROUND] = builds
+    build = builds[name]
+    return {**build.wait(timeout), "build": build}
+
+
 IRIS = Path(__file__).resolve().parent.parent / "examples" / "iris"
 
 

@@ -21,14 +21,16 @@ def run(*cmd: str, check: bool = True, timeout: float = 300, **kw) -> subprocess
     return result
 
 
-def unpack(image_tar: Path, workdir: Path) -> Path:
-    """``skopeo copy`` the archive to an OCI dir, then ``umoci unpack``; return the bundle."""
+def unpack(image_tar: Path, workdir: Path, arch: str | None = None) -> Path:
+    """``skopeo copy`` the archive to an OCI dir (``arch``'s image of an index), then
+    ``umoci unpack``; return the bundle."""
     require_tool("skopeo")
     require_tool("umoci")
     layout = workdir / "layout"
     bundle = workdir / "bundle"
     workdir.mkdir(parents=True, exist_ok=True)
-    run("skopeo", "copy", "-q", f"oci-archive:{image_tar}", f"oci:{layout}:img")
+    run("skopeo", "copy", "-q", *(["--override-arch", arch] if arch else []),
+        f"oci-archive:{image_tar}", f"oci:{layout}:img")
     run("umoci", "unpack", "--image", f"{layout}:img", str(bundle))
     return bundle
 

@@ -23,7 +23,7 @@ from builder.sources.archive import read_artifact
 from builder.sources.debian.apt_sources import find_mirror
 from conftest import require_tool, unavailable
 from helpers import cli, layer_members, write
-from runtime import prepare_bundle, run, runc_run
+from runtime import prepare_bundle, run, runc_run, unpack
 from test_platforms_runtime import require_binfmt
 
 REPO = Path(__file__).resolve().parent.parent
@@ -56,6 +56,17 @@ def _app(tmp: Path, platforms: str) -> Path:
         """)
 
 
+def require_arm64_freezes() -> None:
+    """What a hermetic arm64 freeze needs of this amd64 host: a qemu binfmt handler,
+    bwrap, and a Debian mirror for the build root's packages."""
+    require_binfmt("aarch64")
+    require_tool("bwrap")
+    try:
+        find_mirror("bookworm")
+    except DebianError as e:
+        unavailable(f"no Debian mirror configured: {e}")
+
+
 def _debian_python_with_ocibuild_deps(venv: Path) -> Path:
     """A venv of Debian's Python holding ocibuild's dependencies (from pyproject.toml)."""
     if not DEBIAN_PYTHON.exists():
@@ -68,11 +79,7 @@ def _debian_python_with_ocibuild_deps(venv: Path) -> Path:
 
 
 def _run_image(tar: Path, arch: str, work: Path) -> dict:
-    layout, bundle = work / "layout", work / "bundle"
-    work.mkdir(parents=True)
-    run("skopeo", "copy", "-q", "--override-arch", arch, f"oci-archive:{tar}",
-        f"oci:{layout}:img")
-    run("umoci", "unpack", "--image", f"{layout}:img", str(bundle))
+    bundle = unpack(tar, work, arch)
     prepare_bundle(bundle, readonly=True)
     result = runc_run(bundle, timeout=120)
     assert result.returncode == 0, result.stderr
@@ -82,12 +89,7 @@ def _run_image(tar: Path, arch: str, work: Path) -> dict:
 @pytest.mark.slow
 @pytest.mark.network
 def test_hermetic_freeze_same_digest_from_two_host_pythons_and_arm64_runs(tmp_path, capsys):
-    require_binfmt("aarch64")
-    require_tool("bwrap")
-    try:
-        find_mirror("bookworm")
-    except DebianError as e:
-        unavailable(f"no Debian mirror configured: {e}")
+    require_arm64_freezes()
     assert sys.executable != str(DEBIAN_PYTHON)  # two different host Pythons
     manifest = _app(tmp_path / "app", "[linux/amd64, linux/arm64]")
     code, out, err = cli("build", manifest, "-o", tmp_path / "both.tar", "--json",

@@ -88,11 +88,11 @@ def test_iris_serves_predictions_on_a_scratch_root_as_nonroot(tmp_path: Path,
     assert predict_in_runc(bundle, port, tmp_path / "container.log") == {"result": 2}
 
 
-def predict_in_runc(bundle: Path, port: int, log: Path) -> object:
+def predict_in_runc(bundle: Path, port: int, log: Path, timeout: float = 60) -> object:
     """Start the bundle's server with runc, POST the sample, stop it; the answer."""
     cid, proc = runc_start_detached(bundle, log)
     try:
-        return post_when_up(f"http://127.0.0.1:{port}/predict", SAMPLE, proc, log)
+        return post_when_up(f"http://127.0.0.1:{port}/predict", SAMPLE, proc, log, timeout)
     finally:
         runc_stop(cid, proc)
 

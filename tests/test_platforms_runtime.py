@@ -10,9 +10,8 @@ import pytest
 
 from builder.sources.debian.apt_sources import find_mirror
 from builder.errors import DebianError
-from conftest import require_tool
 from helpers import cli, write
-from runtime import prepare_bundle, run, runc_run
+from runtime import prepare_bundle, runc_run, unpack
 
 pytestmark = pytest.mark.network
 
@@ -25,16 +24,6 @@ def require_binfmt(machine: str) -> None:
     handler = Path("/proc/sys/fs/binfmt_misc") / f"qemu-{machine}"
     if not handler.exists() or "enabled" not in handler.read_text():
         pytest.fail(f"no binfmt_misc handler for {machine}; {QEMU_HINT}", pytrace=False)
-
-
-def _unpack(image_tar: Path, arch: str, work: Path) -> Path:
-    require_tool("umoci")
-    layout, bundle = work / "layout", work / "bundle"
-    work.mkdir(parents=True)
-    run("skopeo", "copy", "-q", "--override-arch", arch, f"oci-archive:{image_tar}",
-        f"oci:{layout}:img")
-    run("umoci", "unpack", "--image", f"{layout}:img", str(bundle))
-    return bundle
 
 
 def test_arm64_image_runs_under_runc_through_qemu(tmp_path, capsys):
@@ -65,7 +54,7 @@ def test_arm64_image_runs_under_runc_through_qemu(tmp_path, capsys):
     code, _, err = cli("build", manifest, "-o", tmp_path / "i.tar", capsys=capsys)
     assert code == 0, err
     for arch, machine in (("arm64", "aarch64"), ("amd64", "x86_64")):
-        bundle = _unpack(tmp_path / "i.tar", arch, tmp_path / arch)
+        bundle = unpack(tmp_path / "i.tar", tmp_path / arch, arch)
         prepare_bundle(bundle, readonly=True)
         result = runc_run(bundle)
         assert result.returncode == 0, result.stderr

@@ -779,18 +779,11 @@ def _short_form(argv: list[str], commands: Any) -> list[str]:
 
 def _check_image_input(image: str | None) -> None:
     """An IMAGE argument (inspect, audit, sbom, push) that exists must be a file or a
-    directory: opening a FIFO or a device as a tarball would block or read forever."""
-    import stat
+    directory, refused before any work (:func:`~builder.sources.archive.check_image_path`)."""
+    from .sources.archive import check_image_path
 
-    from .errors import InputError
-
-    try:
-        mode = os.stat(image).st_mode if image else None
-    except OSError:
-        return  # not a path here: a reference, or missing (the command says which)
-    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise InputError(f"{image}: not a regular file or directory, so not an image "
-                         "tarball or layout directory")
+    if image:
+        check_image_path(image)
 
 
 def _describe_os_error(e: OSError, args: argparse.Namespace) -> str:

@@ -194,3 +194,31 @@ def test_an_image_argument_that_is_a_fifo_is_refused_without_blocking(tmp_path, 
         args.append(tmp_path / "image.tar")
     refused(args, cwd=tmp_path, match=r"image\.tar: not a regular file or directory")
     assert stat.S_ISFIFO(os.lstat(tmp_path / "image.tar").st_mode)
+
+
+def test_the_library_reader_refuses_a_fifo_without_blocking(tmp_path):
+    """read_artifact (what inspect, audit, sbom, push and open_subjects use) checks the
+    kind itself, so a library caller is not left waiting on a FIFO either."""
+    import threading
+
+    from builder.errors import InputError
+    from builder.sources.archive import read_artifact
+
+    os.mkfifo(tmp_path / "image.tar")
+    outcome: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            read_artifact(tmp_path / "image.tar")
+        except BaseException as e:  # noqa: BLE001 (the test inspects it)
+            outcome.append(e)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # unblock the reader before failing
+        with open(tmp_path / "image.tar", "wb"):
+            pass
+        pytest.fail("read_artifact blocked on a FIFO")
+    assert len(outcome) == 1 and isinstance(outcome[0], InputError)
+    assert "not a regular file or directory" in str(outcome[0])

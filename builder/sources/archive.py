@@ -8,6 +8,8 @@ is an :class:`Image` whose layer openers stream straight from the file.
 from __future__ import annotations
 
 import json
+import os
+import stat
 import tarfile
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -109,11 +111,24 @@ def _blob(digest: str) -> str:
     return "blobs/sha256/" + check_digest(digest).split(":", 1)[1]
 
 
+def check_image_path(path: Path | str) -> None:
+    """Refuse an existing ``path`` that is neither a file nor a directory: opening a
+    FIFO or a device as a tarball would block or read forever."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing (or unreadable): the caller's open says which
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise InputError(f"{path}: not a regular file or directory, so not an image "
+                         "tarball or layout directory")
+
+
 def read_artifact(path: Path) -> Image | Index:
     """Load the image, or the image index, in an archive or layout at ``path``."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file or directory")
+    check_image_path(path)
     archive = _Archive(path)
     if archive.has("index.json"):
         return _read_oci(archive)

@@ -147,6 +147,25 @@ def stall_after(data: bytes, first: int = 10):
     return trick
 
 
+def trickle(data: bytes, pause: float):
+    """A trick sending ``data`` a byte at a time, ``pause`` seconds apart: never a stall,
+    never done (until the client goes or the test ends)."""
+    def trick(reg: EvilRegistry, h) -> None:  # type: ignore[no-untyped-def]
+        h.send_response(200)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.close_connection = True
+        try:
+            for i in range(len(data)):
+                if reg.stop.wait(pause):
+                    return
+                h.wfile.write(data[i:i + 1])
+                h.wfile.flush()
+        except OSError:
+            return
+    return trick
+
+
 def cut(reg: EvilRegistry, h) -> None:  # type: ignore[no-untyped-def]
     """Accept, then close the connection without a word."""
     h.close_connection = True
@@ -230,6 +249,15 @@ def test_blob_stalling_after_a_few_bytes_says_stalled_within_the_policy(tmp_path
                                      r"2 s \(gave up after 1 attempt\)", env=FAST)
     assert "connection error" not in out.error.lower()
     assert out.seconds < 6
+
+
+def test_blob_trickled_a_byte_at_a_time_is_cut_off_as_too_slow(tmp_path, evil):
+    ref = evil.image([_tar(("f", b"hello" * 1000, {}))])
+    layer = [d for d in evil.blobs.values() if d[:2] == b"\x1f\x8b"][0]
+    evil.tricks[("GET", "/blobs/" + _digest(layer))] = trickle(layer, pause=0.2)
+    out = _pull(tmp_path, ref, match=r"download too slow after \d+ bytes: \d+ bytes in the "
+                                     r"last 2 s \(under 1024 bytes/s\)", env=FAST)
+    assert out.seconds < 8
 
 
 def test_connection_cut_after_connecting_is_not_cannot_connect(tmp_path, evil):

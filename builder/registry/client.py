@@ -21,6 +21,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
@@ -41,6 +42,10 @@ MANIFEST_TYPES = (MediaType.OCI_MANIFEST.value, MediaType.OCI_INDEX.value,
 MANIFEST_ACCEPT = ", ".join(MANIFEST_TYPES)
 DEFAULT_CHUNK = 32 * 1024 * 1024
 _READ_BLOCK = 1024 * 1024
+MIN_BLOB_RATE = 1024
+"""Bytes per second a blob download must average over each read-timeout window
+(``OCIBUILD_REGISTRY_TIMEOUT``, 120 s by default), as curl's ``--speed-limit``: a
+registry trickling a byte now and then never stalls a read, but is cut off."""
 _RANGE = re.compile(r"^(?:bytes=)?0-(\d+)$")
 
 
@@ -434,6 +439,7 @@ def _copy_hashed(resp: requests.Response, out: BinaryIO, limit: int, what: str,
     :class:`RegistryError` saying which."""
     h = hashlib.sha256()
     size = 0
+    window_start, window_size = time.monotonic(), 0
     try:
         while block := resp.raw.read1(_READ_BLOCK, decode_content=True):
             if size + len(block) > limit:
@@ -444,6 +450,15 @@ def _copy_hashed(resp: requests.Response, out: BinaryIO, limit: int, what: str,
             received[0] += len(block)
             if size > limit:
                 break
+            window_size += len(block)
+            elapsed = time.monotonic() - window_start
+            if elapsed >= read_timeout:
+                if window_size < MIN_BLOB_RATE * elapsed:
+                    raise RegistryError(
+                        f"{what}: download too slow after {size} bytes: {window_size} bytes "
+                        f"in the last {elapsed:.0f} s (under {MIN_BLOB_RATE} bytes/s)",
+                        method="GET", url=redact_url(resp.url), temporary=True)
+                window_start, window_size = time.monotonic(), 0
     except (requests.RequestException, urllib3.exceptions.HTTPError) as e:
         raise connection_error(e, what=f"{what}: download failed after {size} bytes",
                                method="GET", url=resp.url, read_timeout=read_timeout) from None

@@ -409,13 +409,13 @@ def _label_host_files(image: Image, manifest: Manifest,
         return image
     from .sources.attribution import (HOST_FILES_LABEL, build_root_origins, host_files_label,
                                       host_origins)
-    from .sources.buildroot import assemble
+    from .sources.buildroot import locate
     from .sources.ldso import layout_for_platform
     from .supply.owners import HostDpkg
 
     arch = manifest.platform.architecture
     layout = layout_for_platform(arch)
-    roots = {spec.name: assemble(spec.pyinstaller.build_root, arch, ctx.cache_dir)
+    roots = {spec.name: locate(spec.pyinstaller.build_root, arch, ctx.cache_dir)
              for _, _, spec in bundled if spec.pyinstaller.build_root is not None}
 
     def compute() -> str | None:
@@ -429,8 +429,9 @@ def _label_host_files(image: Image, manifest: Manifest,
                                             spec.pyinstaller.python, [exe]))
             else:
                 where = f"{spec.pyinstaller.build_root.name} ({arch})"
-                origins.update(build_root_origins(entries, lib_dirs, root.path, where,
-                                                  layout, [exe]))
+                origins.update(build_root_origins(entries, lib_dirs,
+                                                  _build_root_libraries(root, layout, ctx),
+                                                  where, [exe]))
         if libraries is not None:
             origins.update(host_origins([Entry.file(p, lambda: None, 0) for p in host_sources],
                                         [], host_sources, layout, dpkg))
@@ -449,6 +450,26 @@ def _label_host_files(image: Image, manifest: Manifest,
     labels = dict((image.config.get("config") or {}).get("Labels") or {})
     labels[HOST_FILES_LABEL] = label
     return with_config(image, Labels=labels)
+
+
+def _build_root_libraries(root, layout, ctx: BuildContext) -> dict[str, list[str]]:
+    """The libraries a bundle may copy from build ``root``
+    (:func:`~builder.sources.attribution.build_root_libraries`), kept in the layer cache
+    under the root's key: a build whose frozen layers all came from a cache repository
+    (a fresh CI runner) labels them without making the root."""
+    from .layers.build import layer_cache_key
+    from .sources.attribution import build_root_libraries
+    from .sources.buildroot import ensure
+
+    key = layer_cache_key("build-root-libraries", root.key, layout.default_dirs)
+    note = ctx.layers.get_note(key)
+    libraries = note.get("libraries") if isinstance(note, dict) else None
+    if isinstance(libraries, dict):
+        return libraries
+    ensure(root, ctx.cache_dir, ctx.log)
+    libraries = build_root_libraries(root.path, layout)
+    ctx.layers.put_note(key, {"libraries": libraries})
+    return libraries
 
 
 def _dpkg_state() -> list[object]:

@@ -63,6 +63,9 @@ def test_a_fresh_runner_reuses_the_fleets_work(runner_a, registry, tmp_path):  #
     assert "pyinstaller: freezing" not in b["log"]
     assert not (b["cache"] / "pyinstaller" / "venv").exists()
     assert not (b["cache"] / "pyinstaller" / "dist").exists()
+    # nor was the build root made: its packages are not even fetched
+    assert "build root:" not in b["log"]
+    assert not (b["cache"] / "buildroot").exists()
     assert summary["cache_repo"]["bytes_fetched"] >= summary["compressed_size"]
     assert b["seconds"] <= WARM_SHARE * a["seconds"], (b["seconds"], a["seconds"])
     assert b["out"].read_bytes() == a["out"].read_bytes()  # the very same archive

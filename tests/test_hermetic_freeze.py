@@ -6,6 +6,7 @@ host, and the root's safety; tests/test_hermetic_freeze_hosts.py freezes for rea
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -126,7 +127,7 @@ def test_a_bundles_build_root_libraries_are_attributed_to_the_roots_locked_packa
     """What the SBOM says of a hermetic bundle's copies: the root's Debian package of
     each, found through the root's soname links and merged /usr; not the host's."""
     from builder.layers.entries import Entry
-    from builder.sources.attribution import build_root_origins
+    from builder.sources.attribution import build_root_libraries, build_root_origins
     from builder.sources.ldso import layout_for_platform
 
     root = tmp_path / "root"
@@ -153,8 +154,10 @@ def test_a_bundles_build_root_libraries_are_attributed_to_the_roots_locked_packa
              "python3.11/lib-dynload/_ssl.cpython-311-aarch64-linux-gnu.so", "numpy/x.so"]
     entries = [Entry.file(f"{bundle}/{n}", lambda: None, 0) for n in names]
     entries.append(Entry.file("/app/app", lambda: None, 0))
-    origins = build_root_origins(entries, [bundle], root, "python-build.yaml (arm64)",
-                                 layout_for_platform("arm64"), ["/app/app"])
+    libraries = build_root_libraries(root, layout_for_platform("arm64"))
+    assert json.loads(json.dumps(libraries)) == libraries  # kept as a cache note
+    origins = build_root_origins(entries, [bundle], libraries, "python-build.yaml (arm64)",
+                                 ["/app/app"])
     assert {path: origin[:3] for path, origin in origins.items()} == {
         "/app/app": ("pypi", "pyinstaller", origins["/app/app"][2]),
         f"{bundle}/libexpat.so.1": ("deb", "libexpat1", "2.5.0-1"),

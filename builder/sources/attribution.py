@@ -135,23 +135,45 @@ def host_origins(entries: Sequence[Entry], library_dirs: Sequence[str],
     return dict(sorted(out.items()))
 
 
-def build_root_origins(entries: Sequence[Entry], library_dirs: Sequence[str], root: Path,
-                       where: str, layout: LoaderLayout, bootloaders: Sequence[str] = (),
-                       ) -> dict[str, tuple[str, str, str, str]]:
-    """Image path -> (``deb``, package, version, evidence) for the libraries a bundle
-    frozen in a hermetic build root copied from it (``root``: the materialized root;
-    ``where``: how the evidence names it): each library of ``library_dirs`` is found by
-    name in the root's loader default dirs (its soname links followed inside the
-    root), each ``lib-dynload/`` module by name, and attributed to the root's locked
-    Debian package listing the file: the bundle's only source besides the wheels."""
+def build_root_libraries(root: Path, layout: LoaderLayout) -> dict[str, list[str]]:
+    """What a bundle frozen in the materialized build root ``root`` may have copied from
+    it: each library the root's loader finds by name (in its default dirs, soname links
+    followed inside the root) and each ``lib-dynload/`` module, as ``{name or
+    "lib-dynload/" + name: [listed path, package, version]}`` of the root's locked
+    Debian package listing the file. Small (a few hundred names) and JSON, so it can be
+    kept in the layer cache and a build that freezes nothing need not make the root."""
     metadata = {}
     status = root / STATUS_D.strip("/")
     for path in sorted(status.iterdir()) if status.is_dir() else []:
         if path.is_file() and not path.is_symlink() and path.stat().st_size <= _MAX_METADATA:
             metadata[STATUS_D + path.name] = path.read_bytes()
     listed = {_without_usr(path): (path, owner) for path, owner in file_owners(metadata).items()}
-    dynload = {posixpath.basename(path): found for path, found in listed.items()
-               if posixpath.basename(posixpath.dirname(path)) == "lib-dynload"}
+    index: dict[str, list[str]] = {}
+    for key, (path, owner) in sorted(listed.items()):
+        if posixpath.basename(posixpath.dirname(key)) == "lib-dynload":
+            index.setdefault(f"lib-dynload/{posixpath.basename(key)}",
+                             [path, owner.name, owner.version])
+    for directory in layout.default_dirs:
+        there = root / directory.lstrip("/")
+        names = sorted(os.listdir(there)) if there.is_dir() else []
+        for name in names:
+            if not _SONAME_LIKE.match(name) or name in index:
+                continue
+            real = _resolve_inside(root, posixpath.join(directory, name))
+            found = listed.get(_without_usr(real)) if real is not None else None
+            if found is not None:
+                index[name] = [found[0], found[1].name, found[1].version]
+    return index
+
+
+def build_root_origins(entries: Sequence[Entry], library_dirs: Sequence[str],
+                       libraries: Mapping[str, Sequence[str]], where: str,
+                       bootloaders: Sequence[str] = (),
+                       ) -> dict[str, tuple[str, str, str, str]]:
+    """Image path -> (``deb``, package, version, evidence) for the copies a bundle frozen
+    in a hermetic build root made of its files (``libraries``: the root's
+    :func:`build_root_libraries`; ``where``: how the evidence names the root), and the
+    bootloader's: the bundle's only sources besides the wheels."""
     dirs = {posixpath.normpath(d) for d in library_dirs}
     out: dict[str, tuple[str, str, str, str]] = {}
     for entry in entries:
@@ -166,15 +188,12 @@ def build_root_origins(entries: Sequence[Entry], library_dirs: Sequence[str], ro
         found = None
         if posixpath.basename(parent) == "lib-dynload" and any(
                 parent.startswith(d + "/") for d in dirs):
-            found = dynload.get(name)
+            found = libraries.get(f"lib-dynload/{name}")
         elif parent in dirs and _SONAME_LIKE.match(name):
-            found = next((listed[_without_usr(real)] for real in (
-                _resolve_inside(root, posixpath.join(d, name)) for d in layout.default_dirs)
-                if real is not None and _without_usr(real) in listed), None)
-        if found is not None:
-            path, owner = found
-            out[entry.path] = ("deb", owner.name, owner.version,
-                               f"{path} in the build root {where}")
+            found = libraries.get(name)
+        if found is not None and len(found) == 3:
+            path, package, version = map(str, found)
+            out[entry.path] = ("deb", package, version, f"{path} in the build root {where}")
     return dict(sorted(out.items()))
 
 

@@ -29,6 +29,7 @@ package to install.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -56,8 +57,6 @@ HOST = "host"
 """``build_root: host``: freeze with the Python running ocibuild, as before build roots."""
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
-PYTHONS = ("/usr/bin/python3.11", "/usr/bin/python3")
-"""Where the root's interpreter is looked for, in order."""
 
 PIP_CONFIG_FILES = ("/etc/pip.conf", "/etc/xdg/pip", "~/.config/pip", "~/.pip")
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts")
@@ -66,7 +65,7 @@ ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 @dataclass(frozen=True)
 class BuildRoot:
-    """A materialized build root: where it is, what it is for, and its identity."""
+    """A build root: where it is (or will be), what it is for, and its identity."""
 
     path: Path
     architecture: str
@@ -74,13 +73,20 @@ class BuildRoot:
     """The lock's and definition's content and the architecture: equal keys, equal roots."""
     python: str
     """The interpreter inside the root (an absolute path there)."""
+    definition: Path | None = None
+    """The base definition it is made from (None: made by hand, e.g. by a test)."""
+
+    @property
+    def made(self) -> bool:
+        return (self.path / ".complete").exists()
 
 
-def assemble(definition_path: Path, architecture: str, cache_dir: Path,
-             log: Any = lambda message: None) -> BuildRoot:
-    """The build root ``definition_path`` describes for ``architecture``, made once per
-    lock (under ``cache_dir/buildroot/<key>``, written to a temp dir and renamed)."""
-    from .debian import base_entries, load_base_definition
+def locate(definition_path: Path, architecture: str, cache_dir: Path) -> BuildRoot:
+    """The build root ``definition_path`` describes for ``architecture``: its key, its
+    place under ``cache_dir/buildroot/`` and its interpreter, known from the definition
+    and the lock alone (nothing is downloaded or made: a build whose frozen layers all
+    come from a cache never needs the root itself)."""
+    from .debian import load_base_definition
     from .debian.base import load_lock
 
     definition = load_base_definition(definition_path)
@@ -91,18 +97,53 @@ def assemble(definition_path: Path, architecture: str, cache_dir: Path,
     lock = load_lock(definition)
     key = layer_cache_key("build-root", BUILD_ROOT_FORMAT, definition.lock_path.read_bytes(),
                           definition_path.read_bytes(), architecture)
-    path = cache_dir / "buildroot" / key
-    host_can_run(architecture)
-    if not (path / ".complete").exists():
-        log(f"build root: {definition.name} for {architecture} "
+    return BuildRoot(cache_dir / "buildroot" / key, architecture, key,
+                     _interpreter(definition_path, [p.name for p in lock.packages]),
+                     definition_path)
+
+
+def _interpreter(definition_path: Path, packages: Sequence[str]) -> str:
+    """The root's Python, named by the package that ships it: ``python3.N`` (or
+    ``python3.N-minimal``) gives ``/usr/bin/python3.N``, the newest if several."""
+    versions = sorted(int(m.group(1)) for m in (re.fullmatch(r"python3\.(\d+)(?:-minimal)?", n)
+                                                for n in packages) if m)
+    if versions:
+        return f"/usr/bin/python3.{versions[-1]}"
+    if "python3" in packages:
+        return "/usr/bin/python3"
+    raise FreezeError(f"build root {definition_path.name} has no Python: add python3 (and "
+                      "python3-venv) to its packages")
+
+
+def assemble(definition_path: Path, architecture: str, cache_dir: Path,
+             log: Any = lambda message: None) -> BuildRoot:
+    """The build root ``definition_path`` describes for ``architecture``, made if it is
+    not yet (:func:`ensure`)."""
+    root = locate(definition_path, architecture, cache_dir)
+    ensure(root, cache_dir, log)
+    return root
+
+
+def ensure(root: BuildRoot, cache_dir: Path, log: Any = lambda message: None) -> None:
+    """Make ``root`` unless it is made: its locked packages materialized once per lock
+    (written to a temp dir and renamed), then the root's own ``ldconfig``."""
+    from .debian import base_entries, load_base_definition
+    from .debian.base import load_lock
+
+    host_can_run(root.architecture)
+    if not root.made:
+        assert root.definition is not None, "a build root made by hand must exist"
+        definition = load_base_definition(root.definition).for_architecture(root.architecture)
+        lock = load_lock(definition)
+        log(f"build root: {definition.name} for {root.architecture} "
             f"({len(lock.packages)} locked packages)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{key[:12]}.", dir=path.parent))
+        root.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.key[:12]}.", dir=root.path.parent))
         try:
             materialize(base_entries(definition, lock, cache_dir), tmp)
             # What libc-bin's postinst does: /etc/ld.so.cache, which ldconfig -p (and
             # so PyInstaller's library lookup) reads; made by the root's own ldconfig.
-            made = RootRunner(BuildRoot(tmp, architecture, key, ""), writable=True)(
+            made = RootRunner(replace(root, path=tmp), writable=True)(
                 ["/sbin/ldconfig"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 text=True, check=False)
             if made.returncode != 0:
@@ -110,16 +151,14 @@ def assemble(definition_path: Path, architecture: str, cache_dir: Path,
                                   f"{made.stdout.strip()[-2000:]}")
             (tmp / ".complete").touch()
             try:
-                os.replace(tmp, path)
+                os.replace(tmp, root.path)
             except OSError:  # another build made it meanwhile: keep theirs
                 pass
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-    python = next((p for p in PYTHONS if (path / p.lstrip("/")).exists()), None)
-    if python is None:
-        raise FreezeError(f"build root {definition_path.name} has no Python "
-                          f"({' or '.join(PYTHONS)}): add python3.11 to its packages")
-    return BuildRoot(path, architecture, key, python)
+    if not (root.path / root.python.lstrip("/")).exists():
+        raise FreezeError(f"build root {root.path.name[:12]}: {root.python} is missing "
+                          "(its package list names a Python whose binary is not there)")
 
 
 def materialize(entries: Iterable[Entry], dest: Path) -> None:
@@ -178,13 +217,16 @@ def host_can_run(architecture: str) -> None:
 def freeze_setup(options: Any, architecture: str, cache_dir: Path, runner: Runner,
                  log: Any = lambda message: None) -> tuple[Any, Runner]:
     """The options and runner a ``pyinstaller:`` layer freezes with: unchanged without a
-    ``build_root``; else the root's interpreter, its key, and ``runner`` moved inside it."""
+    ``build_root``; else the root's interpreter, its key, and ``runner`` moved inside it.
+    The root is made when the runner first runs something, so a freeze found in a cache
+    never makes it."""
     if options.build_root is None:
         return options, runner
-    root = assemble(options.build_root, architecture, cache_dir, log)
+    root = locate(options.build_root, architecture, cache_dir)
     ro = [options.entry.parent] + ([options.requirements.parent] if options.requirements
                                    else [])
-    inside = RootRunner(root, rw=[cache_dir / "pyinstaller"], ro=ro, inner=runner)
+    inside = RootRunner(root, rw=[cache_dir / "pyinstaller"], ro=ro, inner=runner,
+                        prepare=lambda: ensure(root, cache_dir, log))
     return replace(options, python=root.python, environment=root.key), inside
 
 
@@ -198,9 +240,10 @@ class RootRunner:
 
     def __init__(self, root: BuildRoot, *, rw: Sequence[Path] = (), ro: Sequence[Path] = (),
                  bwrap: str | None = None, inner: Runner = subprocess.run,
-                 writable: bool = False) -> None:
+                 writable: bool = False, prepare: Callable[[], None] | None = None) -> None:
         self.root = root
         self.inner = inner
+        self.prepare = prepare  # makes the root, before the first command
         self.writable = writable  # only while a root is assembled
         self.bwrap = bwrap or shutil.which("bwrap")
         if self.bwrap is None:
@@ -229,6 +272,9 @@ class RootRunner:
 
     def __call__(self, cmd: Sequence[str], *, cwd: Any = None, env: dict[str, str] | None = None,
                  **kwargs: Any) -> "subprocess.CompletedProcess[str]":
+        if self.prepare is not None:
+            self.prepare()
+            self.prepare = None
         env = dict(os.environ if env is None else env)
         env["PATH"] = ROOT_PATH  # the root's programs, never the host's
         return self.inner(self.command(cmd, cwd), env=env, **kwargs)

@@ -166,3 +166,27 @@ def test_a_bundles_build_root_libraries_are_attributed_to_the_roots_locked_packa
             ("deb", "libpython3.11-stdlib", "3.11.2-6")}
     assert origins[f"{bundle}/libexpat.so.1"][3] == (
         "/lib/aarch64-linux-gnu/libexpat.so.1.8.10 in the build root python-build.yaml (arm64)")
+
+
+def test_a_host_that_refuses_user_namespaces_gets_the_ways_out(tmp_path):
+    """bwrap's own failure (here: a stand-in printing what bwrap prints where
+    unprivileged user namespaces are off; this test machine runs as root) is an error
+    saying what to allow, or to freeze with the host's Python."""
+    import subprocess
+
+    from builder.errors import FreezeError
+
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: setting up uid map: Permission denied'\nexit 1\n")
+    fake.chmod(0o755)
+    (tmp_path / "root").mkdir()
+    root = buildroot.BuildRoot(tmp_path / "root", host_architecture(), "k",
+                               "/usr/bin/python3.11")
+    runner = buildroot.RootRunner(root, bwrap=str(fake))
+    with pytest.raises(FreezeError) as err:
+        runner(["/usr/bin/python3.11", "-V"], stdout=subprocess.PIPE,
+               stderr=subprocess.STDOUT, text=True, check=False)
+    message = str(err.value)
+    assert message.startswith("bwrap could not start /usr/bin/python3.11 in the build root: "
+                              "bwrap: setting up uid map: Permission denied")
+    assert "user namespaces" in message and "build_root: host" in message

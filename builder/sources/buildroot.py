@@ -277,7 +277,11 @@ class RootRunner:
             self.prepare = None
         env = dict(os.environ if env is None else env)
         env["PATH"] = ROOT_PATH  # the root's programs, never the host's
-        return self.inner(self.command(cmd, cwd), env=env, **kwargs)
+        done = self.inner(self.command(cmd, cwd), env=env, **kwargs)
+        said = done.stdout if isinstance(done.stdout, str) else ""
+        if done.returncode != 0 and said.startswith("bwrap:"):
+            raise FreezeError(_bwrap_refused(said.splitlines()[0], cmd[0]))
+        return done
 
     def _mountpoint(self, path: Path) -> None:
         """A host path under ``/tmp`` lands on bwrap's tmpfs; elsewhere the read-only
@@ -292,6 +296,18 @@ class RootRunner:
         else:
             inside.parent.mkdir(parents=True, exist_ok=True)
             inside.touch()
+
+
+def _bwrap_refused(line: str, program: str) -> str:
+    """What to do when bwrap itself failed (it speaks before the program could)."""
+    why = f"bwrap could not start {program} in the build root: {line.strip()[:300]}"
+    if any(w in line for w in ("namespace", "uid map", "Operation not permitted",
+                               "Permission denied")):
+        return (why + " (this host does not let unprivileged users create user namespaces:"
+                " allow them, e.g. sysctl kernel.unprivileged_userns_clone=1 or an AppArmor "
+                "profile for bwrap, run as root, or freeze with the host's Python: "
+                "build_root: host)")
+    return why
 
 
 def host_pip_paths() -> list[Path]:

@@ -28,6 +28,7 @@ package to install.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -85,7 +86,22 @@ def locate(definition_path: Path, architecture: str, cache_dir: Path) -> BuildRo
     """The build root ``definition_path`` describes for ``architecture``: its key, its
     place under ``cache_dir/buildroot/`` and its interpreter, known from the definition
     and the lock alone (nothing is downloaded or made: a build whose frozen layers all
-    come from a cache never needs the root itself)."""
+    come from a cache never needs the root itself). Remembered while neither file
+    changes: a build asks several times."""
+    stamps = tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in (
+        os.stat(f) for f in (definition_path, _lock_path(definition_path)) if os.path.exists(f)))
+    return _locate(Path(definition_path), architecture, Path(cache_dir), stamps)
+
+
+def _lock_path(definition_path: Path) -> Path:
+    """Where a definition's lock is (as ``BaseDefinition.lock_path`` says)."""
+    path = Path(definition_path)
+    return path.with_name(f"{path.stem}.lock.json")
+
+
+@functools.lru_cache(maxsize=32)
+def _locate(definition_path: Path, architecture: str, cache_dir: Path,
+            stamps: tuple[tuple[int, int, int], ...]) -> BuildRoot:
     from .debian import load_base_definition
     from .debian.base import load_lock
 

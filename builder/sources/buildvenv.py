@@ -36,7 +36,9 @@ def ensure_venv(venv: Path, python: str, requirements: Path | None, pins: Sequen
                 runner: Runner, log: Log, env: dict[str, str]) -> Path:
     """The venv at ``venv``, made by ``python`` (unless it exists) with ``requirements``
     and ``pins`` installed; built under a temporary name and renamed into place."""
-    if (venv / "bin" / "python").exists():
+    # pyvenv.cfg, not bin/python: a build root's venv links its python to the root's
+    # /usr/bin/python3.N, which the host may lack (exists() follows the link)
+    if (venv / "pyvenv.cfg").is_file():
         return venv
     log(f"pyinstaller: creating build venv {venv.name[:12]}")
     venv.parent.mkdir(parents=True, exist_ok=True)

@@ -108,7 +108,7 @@ def verify_attestations(ref: str, key: ec.EllipticCurvePublicKey | Path | str,
         key = load_public_key(read_key_file(key, "key"), f"key {key}")
     wanted = predicate_type_uri(predicate_type) if predicate_type else None
     reference, client, digest = resolve(ref, pool or ClientPool(insecure=insecure))
-    children = index_manifests(client, reference.repository, digest)
+    children = index_manifests(client, reference.repository, digest, images_only=True)
     statements: list[dict[str, Any]] = []
     rejected: list[str] = []
     if children:

@@ -83,12 +83,19 @@ def sign(ref: str, key_path: Path | str, *, annotations: Mapping[str, str] | Non
     return sign_with_key(ref, key, annotations=annotations, insecure=insecure, pool=pool)
 
 
-def index_manifests(client: RegistryClient, repo: str, digest: str) -> list[str]:
-    """The manifest digests of the index ``repo@digest`` (none if it is an image)."""
+def index_manifests(client: RegistryClient, repo: str, digest: str, *,
+                    images_only: bool = False) -> list[str]:
+    """The manifest digests of the index ``repo@digest`` (none if it is an image);
+    ``images_only``: without the entries for no platform (``unknown/unknown``: the
+    attestation manifests buildx adds), which hold no image to describe."""
     top = client.get_manifest(repo, digest)
     if not top.is_index:
         return []
-    return [Descriptor.from_json(m).digest for m in top.json().get("manifests") or []]
+    listed = [m for m in top.json().get("manifests") or [] if isinstance(m, dict)]
+    if images_only:
+        listed = [m for m in listed
+                  if (m.get("platform") or {}).get("os") != "unknown"]  # type: ignore[union-attr]
+    return [Descriptor.from_json(m).digest for m in listed]
 
 
 def sign_with_key(ref: str | Reference, key: ec.EllipticCurvePrivateKey, *,

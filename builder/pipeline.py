@@ -452,6 +452,10 @@ def _label_host_files(image: Image, manifest: Manifest,
     return with_config(image, Labels=labels)
 
 
+_ROOT_LIBRARIES_VERSION = 1
+"""Bumped when what :func:`_build_root_libraries` notes would differ for the same root."""
+
+
 def _build_root_libraries(root, layout, ctx: BuildContext) -> dict[str, list[str]]:
     """The libraries a bundle may copy from build ``root``
     (:func:`~builder.sources.attribution.build_root_libraries`), kept in the layer cache
@@ -461,7 +465,8 @@ def _build_root_libraries(root, layout, ctx: BuildContext) -> dict[str, list[str
     from .sources.attribution import build_root_libraries
     from .sources.buildroot import ensure
 
-    key = layer_cache_key("build-root-libraries", root.key, layout.default_dirs)
+    key = layer_cache_key("build-root-libraries", _ROOT_LIBRARIES_VERSION, root.key,
+                          layout.default_dirs)
     note = ctx.layers.get_note(key)
     libraries = note.get("libraries") if isinstance(note, dict) else None
     if isinstance(libraries, dict):

@@ -33,6 +33,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -51,7 +52,15 @@ QEMU_MACHINES = {"arm64": "aarch64", "amd64": "x86_64", "arm": "arm", "ppc64le":
                  "s390x": "s390x", "riscv64": "riscv64", "386": "i386"}
 """Debian architecture → the name of its ``qemu-<name>`` binfmt_misc handler."""
 
-DEFAULT_DEFINITION = Path(__file__).resolve().parents[2] / "base_images" / "python-build.yaml"
+def _default_definition() -> Path:
+    """The checkout's ``base_images/python-build.yaml`` (an editable install), else the
+    copy a wheel installs under ``<prefix>/share/ocibuild/base_images/``."""
+    checkout = Path(__file__).resolve().parents[2] / "base_images" / "python-build.yaml"
+    installed = Path(sys.prefix) / "share" / "ocibuild" / "base_images" / "python-build.yaml"
+    return checkout if checkout.is_file() or not installed.is_file() else installed
+
+
+DEFAULT_DEFINITION = _default_definition()
 """The build root a ``pyinstaller:`` layer freezes in when its manifest names none:
 Debian's Python 3.11 and what pip and PyInstaller need, locked per architecture."""
 HOST = "host"
@@ -88,7 +97,7 @@ def locate(definition_path: Path, architecture: str, cache_dir: Path) -> BuildRo
     and the lock alone (nothing is downloaded or made: a build whose frozen layers all
     come from a cache never needs the root itself). Remembered while neither file
     changes: a build asks several times."""
-    stamps = tuple((s.st_mtime_ns, s.st_size, s.st_ino) for s in (
+    stamps = tuple((s.st_mtime_ns, s.st_ctime_ns, s.st_size, s.st_ino) for s in (
         os.stat(f) for f in (definition_path, _lock_path(definition_path)) if os.path.exists(f)))
     return _locate(Path(definition_path), architecture, Path(cache_dir), stamps)
 
@@ -101,7 +110,7 @@ def _lock_path(definition_path: Path) -> Path:
 
 @functools.lru_cache(maxsize=32)
 def _locate(definition_path: Path, architecture: str, cache_dir: Path,
-            stamps: tuple[tuple[int, int, int], ...]) -> BuildRoot:
+            stamps: tuple[tuple[int, int, int, int], ...]) -> BuildRoot:
     from .debian import load_base_definition
     from .debian.base import load_lock
 
@@ -168,8 +177,10 @@ def ensure(root: BuildRoot, cache_dir: Path, log: Any = lambda message: None) ->
             (tmp / ".complete").touch()
             try:
                 os.replace(tmp, root.path)
-            except OSError:  # another build made it meanwhile: keep theirs
-                pass
+            except OSError as e:
+                if not root.made:  # not another build that made it meanwhile
+                    raise FreezeError(f"build root {definition.name}: cannot put it in "
+                                      f"place at {root.path}: {e}") from e
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     if not (root.path / root.python.lstrip("/")).exists():
@@ -261,19 +272,29 @@ class RootRunner:
         self.inner = inner
         self.prepare = prepare  # makes the root, before the first command
         self.writable = writable  # only while a root is assembled
-        self.bwrap = bwrap or shutil.which("bwrap")
-        if self.bwrap is None:
+        self._bwrap, self._rw, self._ro = bwrap, list(rw), list(ro)
+        self.bwrap: str | None = None  # checked and found when first needed: a build whose
+        self.rw: list[Path] = []       # freeze comes from a cache needs neither bwrap nor
+        self.ro: list[Path] = []       # qemu, nor the host's pip configuration
+
+    def _ready(self) -> None:
+        if self.bwrap is not None:
+            return
+        bwrap = self._bwrap or shutil.which("bwrap")
+        if bwrap is None:
             raise FreezeError("a hermetic build root runs its commands with bwrap, which is "
                               "not installed (apt-get install bubblewrap)")
-        host_can_run(root.architecture)
-        for path in rw:
+        host_can_run(self.root.architecture)
+        for path in self._rw:
             Path(path).mkdir(parents=True, exist_ok=True)
-        self.rw = _existing([*rw, *pip_cache()])
-        self.ro = [p for p in _existing([*ro, *host_pip_paths(), *map(Path, HOST_FILES)])
+        self.rw = _existing([*self._rw, *pip_cache()])
+        self.ro = [p for p in _existing([*self._ro, *host_pip_paths(), *map(Path, HOST_FILES)])
                    if not any(p == w or w in p.parents for w in self.rw)]
+        self.bwrap = bwrap
 
     def command(self, cmd: Sequence[str], cwd: str | os.PathLike[str] | None = None) -> list[str]:
         """The ``bwrap`` command line that runs ``cmd`` in the root."""
+        self._ready()
         args = [self.bwrap, "--bind" if self.writable else "--ro-bind", str(self.root.path), "/",
                 "--proc", "/proc",
                 "--dev", "/dev", "--tmpfs", "/tmp", "--die-with-parent"]
@@ -288,6 +309,7 @@ class RootRunner:
 
     def __call__(self, cmd: Sequence[str], *, cwd: Any = None, env: dict[str, str] | None = None,
                  **kwargs: Any) -> "subprocess.CompletedProcess[str]":
+        self._ready()
         if self.prepare is not None:
             self.prepare()
             self.prepare = None

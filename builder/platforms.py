@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import platform as _host
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Sequence
 
 from .errors import InputError, ManifestError
@@ -94,6 +95,18 @@ def build(manifest: Manifest, ctx: BuildContext, only: Sequence[Platform] = ()) 
     return Build(index, manifest.image, results)
 
 
+def _architectures(definition: Path) -> tuple[str, ...]:
+    from .sources.debian import load_base_definition
+
+    return tuple(load_base_definition(definition).all_architectures)
+
+
+def _default_root_architectures() -> tuple[str, ...]:
+    from .sources.buildroot import DEFAULT_DEFINITION
+
+    return _architectures(DEFAULT_DEFINITION) if DEFAULT_DEFINITION.is_file() else ()
+
+
 def narrow(manifest: Manifest, target: Platform) -> Manifest:
     """``manifest`` as a single-platform manifest for ``target``."""
     return replace(manifest, platform=target, platforms=())
@@ -102,6 +115,14 @@ def narrow(manifest: Manifest, target: Platform) -> Manifest:
 def check_buildable(manifest: Manifest, target: Platform) -> None:
     """Refuse, before any work, what would silently put host-architecture files into an
     image for another architecture: a frozen app, and libraries copied from the host."""
+    for spec in manifest.layers:
+        root = spec.pyinstaller.build_root if spec.pyinstaller is not None else None
+        if root is not None and target.architecture not in _architectures(root):
+            raise ManifestError(
+                f"build root {root.name} is locked for {', '.join(_architectures(root))}, "
+                f"not {target.architecture}: add it to its architectures and run "
+                f"'ocibuild lock {root.name}'", file=str(manifest.file), line=spec.line,
+                field=f"layers[{spec.name}].pyinstaller.build_root")
     host = host_architecture()
     if target.architecture == host:
         return
@@ -115,8 +136,8 @@ def check_buildable(manifest: Manifest, target: Platform) -> None:
             raise ManifestError(
                 f"a pyinstaller layer with build_root: host freezes with this {host} "
                 f"machine's Python, so it cannot be built for {target}: leave build_root "
-                f"out (the default build root, base_images/python-build.yaml, has "
-                f"{target.architecture}) or name a base definition for "
-                f"{target.architecture}",
+                f"out (the default build root, base_images/python-build.yaml, is locked "
+                f"for {', '.join(_default_root_architectures())}) or name a base "
+                f"definition locked for {target.architecture}",
                 file=str(manifest.file), line=spec.line,
                 field=f"layers[{spec.name}].pyinstaller")

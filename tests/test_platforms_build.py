@@ -140,22 +140,39 @@ def test_platform_and_platforms_together_are_a_manifest_error(tmp_path, capsys):
     assert code == 1 and "platforms[0]: 'linux' is not os/arch[/variant]" in err
 
 
-def test_a_host_python_freeze_for_a_foreign_architecture_is_refused_before_any_work(
-        tmp_path, capsys):
+def _refused_freeze(tmp_path: Path, capsys, platforms: str,
+                    pyinstaller: str) -> tuple[Path, str]:
+    """Build a one-line app for ``platforms``; the manifest and its one error line (the
+    build must fail before writing anything)."""
     (tmp_path / "app.py").write_text("print('hi')\n")
-    manifest = write(tmp_path / "ocibuild.yaml", """
+    manifest = write(tmp_path / "ocibuild.yaml", f"""
         image: test/app:1
-        platforms: [linux/amd64, linux/arm64]
+        platforms: {platforms}
         layers:
           - name: app
-            pyinstaller: {entry: app.py, build_root: host}
+            pyinstaller: {pyinstaller}
         """)
     code, _, err = cli("build", manifest, "-o", tmp_path / "i.tar", capsys=capsys)
     assert code == 1
+    assert not (tmp_path / "i.tar").exists()
     [line] = [x for x in err.splitlines() if x.startswith("error:")]
+    return manifest, line
+
+
+def test_a_host_python_freeze_for_a_foreign_architecture_is_refused_before_any_work(
+        tmp_path, capsys):
+    manifest, line = _refused_freeze(tmp_path, capsys, "[linux/amd64, linux/arm64]",
+                                     "{entry: app.py, build_root: host}")
     assert f"{manifest}:4: layers[app].pyinstaller: " in line and "linux/arm64" in line
     assert "leave build_root out" in line
-    assert not (tmp_path / "i.tar").exists()
+
+
+def test_a_build_root_not_locked_for_a_platform_is_refused_before_any_work(tmp_path,
+                                                                          capsys):
+    manifest, line = _refused_freeze(tmp_path, capsys, "[linux/amd64, linux/ppc64le]",
+                                     "{entry: app.py}")
+    assert f"{manifest}:4: layers[app].pyinstaller.build_root: build root " \
+           "python-build.yaml is locked for amd64, arm64, not ppc64le" in line
 
 
 def test_index_reads_back_and_picks_platforms_like_a_registry(tmp_path, capsys):
@@ -200,3 +217,4 @@ def test_layout_dir_holds_the_index_too(tmp_path, capsys):
     assert desc["annotations"]["org.opencontainers.image.ref.name"] == "1"
     raw = json.loads(run("skopeo", "inspect", "--raw", f"oci:{tmp_path / 'lay'}").stdout)
     assert raw["mediaType"] == INDEX and len(raw["manifests"]) == 2
+

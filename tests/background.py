@@ -1,7 +1,7 @@
 """Builds that start with the test session and are awaited by the tests that need them.
 
 The arm64 half of the iris index is frozen under qemu-user: minutes of one core. Started
-when collection ends, at a lower priority, it runs on the machine's other core while the
+when collection is final (``pytest_collection_finish``), at a lower priority, it runs on the machine's other core while the
 rest of the suite runs, and its tests (marked ``@pytest.mark.background(NAME)``) are
 moved to the end of the session, so it adds little to the suite's time instead of its
 whole length. A build is an ``ocibuild build`` process of its own, with its own cache.
@@ -36,7 +36,6 @@ class BackgroundBuild:
     output: Path
     proc: subprocess.Popen | None = None
     started: float = 0.0
-    finished: float | None = None
     argv: list[str] = field(default_factory=list)
 
     @property
@@ -60,8 +59,8 @@ class BackgroundBuild:
         self.started = time.monotonic()
 
     def wait(self, timeout: float) -> dict:
-        """The build's ``--json`` summary once it has ended (with ``seconds``: how long it
-        took); AssertionError with its log's tail when it failed or ran out of time."""
+        """The build's ``--json`` summary once it has ended; AssertionError with its log's
+        tail when it failed or ran out of time."""
         assert self.proc is not None, f"background build {self.name} was never started"
         try:
             code = self.proc.wait(timeout=max(1.0, self.started + timeout - time.monotonic()))
@@ -69,11 +68,8 @@ class BackgroundBuild:
             self.stop()
             raise AssertionError(f"background build {self.name} did not end within "
                                  f"{timeout:.0f} s; its log:\n{self._tail()}") from None
-        if self.finished is None:
-            self.finished = time.monotonic()
         assert code == 0, f"background build {self.name} failed (exit {code}):\n{self._tail()}"
-        summary = json.loads((self.work / "build.json").read_text())
-        return {**summary, "seconds": self.finished - self.started}
+        return json.loads((self.work / "build.json").read_text())
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -97,6 +93,21 @@ def iris_platforms(work: Path) -> BackgroundBuild:
 
 
 BUILDS: dict[str, Callable[[Path], BackgroundBuild]] = {"iris-platforms": iris_platforms}
+
+
+def can_start(name: str) -> bool:
+    """Whether this host has what build ``name`` needs (else its tests fail or skip
+    saying what is missing, and nothing is started in vain): for iris-platforms, bwrap
+    and, off arm64, a qemu-aarch64 binfmt_misc handler."""
+    if shutil.which("bwrap") is None:
+        return False
+    if os.uname().machine == "aarch64":
+        return True
+    handler = Path("/proc/sys/fs/binfmt_misc/qemu-aarch64")
+    try:
+        return "enabled" in handler.read_text()
+    except OSError:
+        return False
 
 
 def start(names: set[str]) -> dict[str, BackgroundBuild]:

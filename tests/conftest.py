@@ -54,16 +54,20 @@ def _stop_test_gpg_agents(tmp_path_factory):
     subprocess.run(["pkill", "-f", f"gpg-agent --homedir {base}/"], capture_output=True)
 
 
-@pytest.hookimpl(trylast=True)  # after -k/-m have deselected
-def pytest_collection_modifyitems(session, config, items):
+def pytest_collection_finish(session):
     """Start the background builds the selected tests need (:mod:`background`) and move
-    those tests to the end, so the builds overlap everything else."""
+    those tests to the end, so the builds overlap everything else. Here, not in
+    ``pytest_collection_modifyitems``: ``--lf``/``--ff`` filter and reorder after every
+    plugin's modifyitems, so only now is the list final."""
+    config = session.config
+    items = session.items
     wanted = {mark.args[0] for item in items for mark in item.iter_markers("background")}
-    if not wanted or config.option.collectonly:
-        return
+    if not wanted or config.option.collectonly or hasattr(config, "workerinput"):
+        return  # (an xdist worker: its tests start the build when they need it)
     import background
 
-    config.stash[_BACKGROUND] = background.start(wanted)
+    config.stash[_BACKGROUND] = background.start(
+        {name for name in wanted if background.can_start(name)})
     items.sort(key=lambda item: item.get_closest_marker("background") is not None)
 
 
@@ -80,7 +84,7 @@ def background_build(request: pytest.FixtureRequest, name: str, timeout: float) 
     """The ``--json`` summary (and ``seconds``) of background build ``name``, once done;
     the build itself (``build``: paths, log)."""
     builds = request.config.stash.get(_BACKGROUND, {})
-    if name not in builds:  # e.g. the test was run by node id with a plugin reordering
+    if name not in builds:  # not started with the session (an xdist worker, say)
         import background
 
         builds.update(background.start({name}))
